@@ -1,0 +1,100 @@
+"""Jobs are released only after the commit: in-process without Redis, through rq with it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from rq import SimpleWorker
+
+from onboarding import create_app, db, jobs
+from tests.fixtures_app import app_config, service_missing, wipe
+
+RAN: list[tuple[str, int]] = []
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@jobs.job
+def record_run(label: str, number: int) -> None:
+    RAN.append((label, number))
+
+
+@pytest.fixture
+def redis_app(sqlite_url: str, tmp_path: Path) -> Iterator[Flask]:
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        Redis.from_url(REDIS_URL).ping()
+    except RedisConnectionError as error:
+        service_missing(f"Redis not reachable: {error}")
+    app = create_app(
+        app_config(sqlite_url, tmp_path, REDIS_URL=REDIS_URL, RQ_QUEUE=f"test-{uuid.uuid4().hex}")
+    )
+    yield app
+    with app.app_context():
+        jobs.queue().delete(delete_jobs=True)
+    wipe(app)
+
+
+def test_in_process_job_runs_only_after_commit(app: Flask) -> None:
+    RAN.clear()
+    with app.app_context():
+        session = db.new_session()
+        jobs.enqueue_after_commit(session, record_run, "rolled back", 1)
+        session.rollback()
+        assert RAN == []
+        jobs.enqueue_after_commit(session, record_run, "committed", 2)
+        assert RAN == []
+        session.commit()
+        session.close()
+    assert RAN == [("committed", 2)]
+
+
+def test_rq_job_enqueued_after_commit_with_retry(redis_app: Flask) -> None:
+    RAN.clear()
+    with redis_app.app_context():
+        queue = jobs.queue()
+        session = db.new_session()
+        jobs.enqueue_after_commit(session, record_run, "dropped", 1)
+        session.rollback()
+        jobs.enqueue_after_commit(session, record_run, "queued", 7)
+        assert queue.count == 0
+        session.commit()
+        session.close()
+        assert queue.count == 1
+        queued = queue.jobs[0]
+        assert queued.args == ("queued", 7)
+        assert queued.retries_left == len(jobs.RETRY_INTERVALS)
+        assert RAN == []
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    assert RAN == [("queued", 7)]
+
+
+def test_job_arguments_must_be_plain_values(app: Flask) -> None:
+    with app.app_context():
+        session = db.session()
+        with pytest.raises(TypeError, match="plain values"):
+            jobs.enqueue_after_commit(session, record_run, object(), 1)
+
+
+def test_exclusive_lock_in_redis(redis_app: Flask) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    with redis_app.app_context():
+        with jobs.exclusive(name) as first:
+            assert first is True
+            with jobs.exclusive(name) as second:
+                assert second is False
+        with jobs.exclusive(name) as again:
+            assert again is True
+
+
+def test_exclusive_lock_in_process(app: Flask) -> None:
+    with app.app_context(), jobs.exclusive("in-process") as first:
+        assert first is True
+        with jobs.exclusive("in-process") as second:
+            assert second is False
