@@ -98,3 +98,36 @@ def test_exclusive_lock_in_process(app: Flask) -> None:
         assert first is True
         with jobs.exclusive("in-process") as second:
             assert second is False
+
+
+@jobs.periodic(interval=30)
+def periodic_probe() -> str:
+    RAN.append(("periodic", 0))
+    return "ran"
+
+
+def test_periodic_job_never_overlaps(redis_app: Flask) -> None:
+    from onboarding.periodic import run_periodic
+
+    name = f"{periodic_probe.__module__}.{periodic_probe.__name__}"
+    RAN.clear()
+    with redis_app.app_context():
+        with jobs.exclusive(name):
+            assert run_periodic(name) is None  # another run holds the lock: skipped
+        assert RAN == []
+        assert run_periodic(name) == "ran"
+    assert RAN == [("periodic", 0)]
+
+
+def test_cron_config_registers_every_periodic_job() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import rq.cron as c, onboarding.cron, onboarding.jobs as j;"
+        "names = {d['name'] for d in c._job_data_registry};"
+        "expected = {f'{p.func.__module__}.{p.func.__name__}' for p in j.PERIODIC};"
+        "assert names == expected, (names, expected); print(len(names))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
