@@ -236,8 +236,10 @@ service stats {{
             )
         try:
             wait_until(
-                lambda: not self.running
-                or (port_open(self.host, self.port) and port_open(self.host, self.ssl_port)),
+                lambda: (
+                    not self.running
+                    or (port_open(self.host, self.port) and port_open(self.host, self.ssl_port))
+                ),
                 timeout,
                 "dovecot to listen",
             )
