@@ -29,7 +29,6 @@ from tests.support.services import free_port, port_open, wait_for_port, wait_unt
 from tests.support.tls import CertPair, make_self_signed
 
 DOVECOT_BIN = Path("/usr/sbin/dovecot")
-DOVEADM_BIN = Path("/usr/bin/doveadm")
 DH_PARAMS = Path("/usr/share/dovecot/dh.pem")
 
 MAIL_OWNER = "mail"  # system user owning the Maildirs
@@ -393,11 +392,7 @@ service stats {{
         """
         before = self.uidvalidity(name, user) if self._exists(name, user) else None
         if name.upper() == "INBOX":
-            self.empty_folder("INBOX", user)
-            maildir = self.maildir(user)
-            for pattern in ("dovecot-uidlist", "dovecot.index*", "dovecot.list.index*"):
-                for path in maildir.glob(pattern):
-                    path.unlink()
+            self._rebuild_inbox(user)
         else:
             with self.session(user) as client:
                 if _selectable(client, name):
@@ -452,27 +447,23 @@ service stats {{
                 client.expunge()
 
     def reset(self, users: Iterable[str] | None = None) -> None:
-        """Empty INBOX and delete every other folder of each user (fresh state for a test)."""
+        """Fresh state for a test: every folder but INBOX deleted, INBOX emptied and rebuilt
+        (new UIDVALIDITY, UIDs from 1 again)."""
         for user in users or list(self.users):
             with self.session(user) as client:
                 names = [name for _flags, _sep, name in client.list_folders()]
                 # Deepest first so children go before their parents.
                 for name in sorted(names, key=lambda n: n.count(self.separator), reverse=True):
-                    if name.upper() != "INBOX":
+                    if name.upper() != "INBOX" and _selectable(client, name):
                         client.delete_folder(name)
-            self.empty_folder("INBOX", user)
+            self._rebuild_inbox(user)
 
-    def _doveadm(self, *args: str) -> str:
-        result = subprocess.run(
-            [str(DOVEADM_BIN), "-c", str(self.config_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise DovecotError(f"doveadm {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
+    def _rebuild_inbox(self, user: str | None) -> None:
+        self.empty_folder("INBOX", user)
+        maildir = self.maildir(user)
+        for pattern in ("dovecot-uidlist", "dovecot.index*", "dovecot.list.index*"):
+            for path in maildir.glob(pattern):
+                path.unlink()
 
 
 def _selectable(client: IMAPClient, name: str) -> bool:
