@@ -98,6 +98,7 @@ class DovecotServer:
         self.stdout_path = self.workdir / "dovecot.stdout"
         self.cert: CertPair = make_self_signed(self.workdir / "tls", "imap")
         self._process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
         self._write_passwd()
         self._write_config()
 
@@ -220,8 +221,25 @@ service stats {{
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start the server. Until it has run once, a failed start is retried on new ports, in
+        case another test run took a port between free_port() and the bind."""
         if self.running:
             return
+        attempts = 1 if self._started_once else 3
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+            except DovecotError:
+                if attempt == attempts:
+                    raise
+                self.port = free_port(self.host)
+                self.ssl_port = free_port(self.host)
+                self._write_config()
+            else:
+                self._started_once = True
+                return
+
+    def _start_once(self, timeout: float) -> None:
         for port in (self.port, self.ssl_port):
             if port_open(self.host, port):
                 raise DovecotError(f"port {self.host}:{port} is already taken by someone else")
