@@ -143,8 +143,7 @@ def redis_connection(app: Flask | None = None) -> Any:
 def queue(app: Flask | None = None) -> Any:
     from rq import Queue
 
-    app = app or current_app
-    return Queue(app.config.get("RQ_QUEUE", QUEUE_NAME), connection=redis_connection(app))
+    return Queue(QUEUE_NAME, connection=redis_connection(app))
 
 
 @contextmanager

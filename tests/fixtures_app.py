@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,34 +15,20 @@ from onboarding import create_app, db
 from onboarding.db import Base
 from onboarding.migrate import upgrade
 from onboarding.models_registry import import_all_models
-
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.support.postgres import TempDatabase
+from tests.support.services import require
 
 
 def service_missing(reason: str) -> None:
     """In CI a missing service fails the run; on a developer machine the test is skipped."""
-    if IN_CI:
-        pytest.fail(f"required service missing in CI: {reason}")
-    pytest.skip(reason)
+    require("service", reason)
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    name = f"desk_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        service_missing(f"PostgreSQL not reachable: {error}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def pg_url(session_postgres_database: TempDatabase) -> str:
+    """A private PostgreSQL database for the session, its schema made by Alembic."""
+    upgrade(session_postgres_database.url)
+    return session_postgres_database.url
 
 
 @pytest.fixture(scope="session")

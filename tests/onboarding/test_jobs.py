@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +11,10 @@ from flask import Flask
 from rq import SimpleWorker
 
 from onboarding import create_app, db, jobs
-from tests.fixtures_app import app_config, service_missing, wipe
+from tests.fixtures_app import app_config, wipe
+from tests.support.postgres import RedisTestDb
 
 RAN: list[tuple[str, int]] = []
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @jobs.job
@@ -24,20 +23,9 @@ def record_run(label: str, number: int) -> None:
 
 
 @pytest.fixture
-def redis_app(sqlite_url: str, tmp_path: Path) -> Iterator[Flask]:
-    from redis import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    try:
-        Redis.from_url(REDIS_URL).ping()
-    except RedisConnectionError as error:
-        service_missing(f"Redis not reachable: {error}")
-    app = create_app(
-        app_config(sqlite_url, tmp_path, REDIS_URL=REDIS_URL, RQ_QUEUE=f"test-{uuid.uuid4().hex}")
-    )
+def redis_app(sqlite_url: str, tmp_path: Path, redis_db: RedisTestDb) -> Iterator[Flask]:
+    app = create_app(app_config(sqlite_url, tmp_path, REDIS_URL=redis_db.url))
     yield app
-    with app.app_context():
-        jobs.queue().delete(delete_jobs=True)
     wipe(app)
 
 
