@@ -15,6 +15,11 @@ STEPS = ["contract", "dev_handoff", "validation", "orientation", "billing"]
 
 
 def test_full_onboarding_to_closed_ticket(session: Session, api: Callable[[str | None], ApiClient]) -> None:
+    full_onboarding(session, api)
+
+
+def full_onboarding(session: Session, api: Callable[[str | None], ApiClient]) -> int:
+    """Drive one hand-opened ticket through every endpoint to closed; returns its id."""
     agent, dev, finance = api("agent"), api("developer"), api("finance")
 
     status, ticket = agent.post("/tickets", NEW_TICKET)
@@ -97,6 +102,7 @@ def test_full_onboarding_to_closed_ticket(session: Session, api: Callable[[str |
     ).all()
     assert actions[0] == "ticket.opened" and actions[-1] == "ticket.closed"
     assert actions.count("step.completed") == 5
+    return tid
 
 
 def test_every_role_reads_tickets_and_lists(session: Session, api: Callable[[str | None], ApiClient]) -> None:
