@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from onboarding import api as api_module
@@ -175,6 +176,10 @@ def plugin_app(sqlite_url: str, tmp_path: Path) -> Iterator[Flask]:
     def echo(call: ApiCall, times: int) -> EchoOut:
         if times > 3:
             raise ApiError(409, "too_many", "Vezes demais.")
+        if times == 0:  # a bug after a write: 500, and the write is rolled back
+            call.db.add(User(email="ghost@test.example", role="agent", password_hash="x"))
+            call.db.flush()
+            raise RuntimeError("boom")
         return EchoOut(word=call.body.word * times, by=api_module.current_api_user().email)
 
     flask_app = create_app(app_config(sqlite_url, tmp_path))
@@ -208,6 +213,11 @@ def test_other_packages_add_endpoints(plugin_app: Flask) -> None:
     )
     assert post("finance", 2, {"word": 1})[1]["error"] == "invalid_input"
     assert post("finance", 9, {"word": "oi"}) == (409, {"error": "too_many", "message": "Vezes demais."})
+    plugin_app.config["PROPAGATE_EXCEPTIONS"] = False
+    status, body = post("finance", 0, {"word": "oi"})
+    assert status == 500 and body["error"] == "internal_error"
+    with plugin_app.app_context():
+        assert db.session().scalars(select(User).where(User.email == "ghost@test.example")).first() is None
 
     doc = document(plugin_app)
     validate(doc)
