@@ -1,33 +1,37 @@
 """The `/api/v1` JSON API shell: token auth, one transaction per request, errors, OpenAPI.
 
 Other packages add endpoints with the same auth, error handling and OpenAPI entry by decorating a
-function with `endpoint` (at import time, or in their `init_app`, which `create_app` runs before
-`onboarding.api.init_app` builds the blueprint):
+function with `endpoint`, at import time or in their `init_app` (which `create_app` runs before
+`onboarding.api.init_app` builds each app's blueprint from the registry):
 
-    from onboarding.api import ApiCall, endpoint, json_body, current_api_user
+    from pydantic import BaseModel
+    from onboarding.api import ApiCall, ApiError, endpoint
     from onboarding.services import AGENTS
-
-    class TriagePage(ApiModel): ...
 
     @endpoint("GET", "/mail/triage", roles=AGENTS, query=TriageQuery, response=TriagePage,
               summary="Mensagens que não abriram chamado")
-    def triage(call: ApiCall) -> TriagePage:
+    def mail_triage(call: ApiCall) -> TriagePage:
         ...  # call.user, call.db (the request's session), call.query (a validated TriageQuery)
 
-    @endpoint("PATCH", "/sales/<sale_id>", roles=AGENTS, body=SaleCorrection, response=SaleOut)
+    @endpoint("PATCH", "/sales/<sale_id>", roles=AGENTS, body=SaleCorrection, response=SaleOut,
+              summary="Corrige uma venda")
     def correct_sale(call: ApiCall, sale_id: str) -> SaleOut:
         ...  # call.body is a validated SaleCorrection
 
-- `path` uses Flask converters (`<int:ticket_id>`); the OpenAPI path becomes `{ticket_id}`.
+- `rule` uses Flask converters (`<int:ticket_id>`); the OpenAPI path becomes `{ticket_id}`. The
+  function's name is the Flask endpoint (`api_v1.<name>`) and the operationId: keep it unique.
 - `roles=None` lets every authenticated user in; otherwise the user's role must be in `roles`
-  (403 `forbidden_role`). Services check roles again: the API check is the outer fence.
-- `body`/`query` are pydantic models (bodies strict, unknown fields refused; query strings lax);
-  a bad one is a 400. `response` is the pydantic model the function returns; it is serialized
-  with `model_dump(mode="json")` and documented as the success response (`status`, default 200).
-- The function runs inside the request's transaction: committed when it returns, rolled back
-  when anything is raised. Raise `ApiError(status, code, message)` or any
+  (else 403 `forbidden_role`). Services check roles again: this is the outer fence.
+- `body`/`query` are pydantic models; bodies should be strict with `extra="forbid"`
+  (see `onboarding.api_schemas.RequestModel`), query strings lax (`QueryModel`). A bad one is a
+  400 (`invalid_json` / `invalid_input`, with a pt-BR message naming the fields).
+- `response` is the pydantic model the function returns (checked); it is serialized with
+  `model_dump(mode="json")` and documented as the success response with `status` (default 200).
+  Paged lists use `api_schemas.PageOut[Item]` and `api_schemas.PageQuery`.
+- The function runs inside the request's transaction: committed when it returns, rolled back when
+  anything is raised. Raise `ApiError(status, code, message)` or any
   `onboarding.errors.DomainError`; both become `{"error": code, "message": message}`.
-- `current_api_user()` and `json_body(Model)` are there for code that is not handed an `ApiCall`.
+- `current_api_user()` and `json_body(Model)` serve code that is not handed an `ApiCall`.
 """
 
 from __future__ import annotations
