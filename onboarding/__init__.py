@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from onboarding import cli, db, views
+from onboarding import api, cli, db, views
 from onboarding.config import load_settings
 from onboarding.subsystems import import_subsystems
 
@@ -33,4 +33,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         init = getattr(module, "init_app", None)
         if init is not None:
             init(app)
+    api.init_app(app)  # last: subsystems register their /api/v1 endpoints in their init_app
     return app

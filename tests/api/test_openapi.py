@@ -1,0 +1,236 @@
+"""The OpenAPI document: valid, complete, and true to what the endpoints really answer."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from flask import Flask
+from openapi_spec_validator import validate
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from onboarding import api as api_module
+from onboarding import create_app
+from onboarding.api import ApiCall, ApiError, endpoint
+from onboarding.models import Role, User
+from tests.api.conftest import NEW_TICKET, ApiClient
+from tests.api.test_flow import full_onboarding
+from tests.fixtures_app import app_config, wipe
+
+Log = list[tuple[str, str, int, Any]]
+
+
+def document(app: Flask) -> dict[str, Any]:
+    response = app.test_client().get("/api/v1/openapi.json")  # public: no token needed
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_document_is_valid_openapi(app: Flask) -> None:
+    doc = document(app)
+    validate(doc)
+    assert doc["openapi"].startswith("3.")
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
+    assert doc["security"] == [{"bearerAuth": []}]
+    paths = doc["paths"]
+    expected = {
+        ("get", "/api/v1/tickets"),
+        ("post", "/api/v1/tickets"),
+        ("get", "/api/v1/tickets/{ticket_id}"),
+        ("post", "/api/v1/tickets/{ticket_id}/steps/{key}/complete"),
+        ("post", "/api/v1/tickets/{ticket_id}/assign"),
+        ("post", "/api/v1/tickets/{ticket_id}/close"),
+        ("get", "/api/v1/dev-tasks"),
+        ("post", "/api/v1/dev-tasks/{task_id}/take"),
+        ("post", "/api/v1/dev-tasks/{task_id}/enable"),
+        ("post", "/api/v1/dev-tasks/{task_id}/return"),
+        ("get", "/api/v1/billing-requests"),
+        ("post", "/api/v1/billing-requests/{request_id}/register"),
+    }
+    served = {(method, path) for path, item in paths.items() for method in item}
+    assert expected <= served
+    create = paths["/api/v1/tickets"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TicketCreate"
+    }
+    assert set(create["responses"]) == {"201", "400", "401", "403", "409"}
+    body_schema = doc["components"]["schemas"]["TicketCreate"]
+    assert set(body_schema["required"]) == {"customer_name", "cnpj", "establishment_codes", "contact_email"}
+    assert doc["components"]["schemas"]["ErrorOut"]["required"] == ["error", "message"]
+    listing = {p["name"] for p in paths["/api/v1/tickets"]["get"]["parameters"]}
+    assert listing == {"status", "step", "q", "assignee", "page", "per_page"}
+    assert paths["/api/v1/openapi.json"]["get"]["security"] == []
+
+
+def _operation(doc: dict[str, Any], method: str, path: str) -> tuple[str, dict[str, Any]]:
+    for template, item in doc["paths"].items():
+        pattern = re.sub(r"\{[^}]+\}", "[^/]+", template.removeprefix("/api/v1"))
+        if re.fullmatch(pattern, path) and method.lower() in item:
+            return template, item[method.lower()]
+    raise AssertionError(f"{method} {path} is not in the OpenAPI document")
+
+
+def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    rooted = {**schema, "components": doc["components"]}
+    return jsonschema.Draft202012Validator(
+        rooted, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _exercise_errors(api: Callable[[str | None], ApiClient], ticket_id: int) -> None:
+    agent = api("agent")
+    assert agent.post("/tickets", {**NEW_TICKET, "cnpj": "123"})[0] == 400
+    assert agent.get("/tickets", page="x")[0] == 400
+    assert api(None).get("/tickets")[0] == 401
+    assert api("finance").post("/tickets", NEW_TICKET)[0] == 403
+    assert agent.get("/tickets/999999")[0] == 404
+    assert agent.post(f"/tickets/{ticket_id}/close")[0] == 409
+    assert api("developer").post("/dev-tasks/999999/enable", {"establishment_codes": ["1"]})[0] == 404
+    assert api("finance").post("/billing-requests/999999/register", {})[0] == 400
+
+
+def test_real_responses_match_the_document(
+    app: Flask,
+    session: Session,
+    users: dict[str, User],
+    api: Callable[[str | None], ApiClient],
+    response_log: Log,
+) -> None:
+    closed_id = full_onboarding(session, api)
+    for role in ("agent", "developer", "finance", "admin"):
+        client = api(role)
+        for path in ("/tickets", "/dev-tasks", "/billing-requests", f"/tickets/{closed_id}"):
+            assert client.get(path)[0] == 200
+    _exercise_errors(api, closed_id)
+
+    doc = document(app)
+    validate(doc)
+    seen: set[tuple[str, str, str]] = set()
+    for method, path, status, body in response_log:
+        template, operation = _operation(doc, method, path)
+        assert str(status) in operation["responses"], f"{method} {path} answered an undocumented {status}"
+        schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+        errors = sorted(_validator(doc, schema).iter_errors(body), key=str)
+        assert not errors, f"{method} {path} {status}: {errors[0].message}"
+        seen.add((method.lower(), template, str(status)))
+
+    for template, item in doc["paths"].items():
+        for method, operation in item.items():
+            success = next(s for s in operation["responses"] if s.startswith("2"))
+            if template != "/api/v1/openapi.json":
+                assert (method, template, success) in seen, (
+                    f"no real {success} answer for {method} {template}"
+                )
+    assert {s for *_, s in seen} >= {"200", "201", "400", "401", "403", "404", "409"}
+
+    # The check has teeth: an extra key, a missing key or a wrong type is caught.
+    _, operation = _operation(doc, "GET", f"/tickets/{closed_id}")
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    ticket = next(
+        b for m, p, s, b in response_log if m == "GET" and p == f"/tickets/{closed_id}" and s == 200
+    )
+    for mutate in (
+        lambda t: t.update(extra=1),
+        lambda t: t.pop("assignee"),
+        lambda t: t["steps"][0].update(completed_at="ontem"),
+        lambda t: t["customer"].update(establishment_codes="1"),
+        lambda t: t.update(status="pendente"),
+    ):
+        broken = copy.deepcopy(ticket)
+        mutate(broken)
+        assert list(_validator(doc, schema).iter_errors(broken)), broken
+
+
+# --- other packages plug in ------------------------------------------------------------------
+
+
+class EchoIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    word: str
+
+
+class EchoOut(BaseModel):
+    word: str
+    by: str
+
+
+@pytest.fixture
+def plugin_app(sqlite_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """An endpoint registered the way mail_ingest or reconciliation would, then a fresh app."""
+
+    @endpoint(
+        "POST",
+        "/echo/<int:times>",
+        summary="Eco",
+        roles={Role.FINANCE, Role.ADMIN},
+        body=EchoIn,
+        response=EchoOut,
+    )
+    def echo(call: ApiCall, times: int) -> EchoOut:
+        if times > 3:
+            raise ApiError(409, "too_many", "Vezes demais.")
+        if times == 0:  # a bug after a write: 500, and the write is rolled back
+            call.db.add(User(email="ghost@test.example", role="agent", password_hash="x"))
+            call.db.flush()
+            raise RuntimeError("boom")
+        return EchoOut(word=call.body.word * times, by=api_module.current_api_user().email)
+
+    flask_app = create_app(app_config(sqlite_url, tmp_path))
+    yield flask_app
+    del api_module.OPERATIONS[("POST", "/echo/{times}")]
+    api_module._openapi_cache.clear()
+    wipe(flask_app)
+
+
+def test_other_packages_add_endpoints(plugin_app: Flask) -> None:
+    from onboarding import auth, db
+
+    with plugin_app.app_context():
+        session = db.session()
+        finance = auth.create_user(session, "fin@test.example", "finance", "password123")
+        agent = auth.create_user(session, "ag@test.example", "agent", "password123")
+        tokens = {u.role: auth.issue_token(session, u) for u in (finance, agent)}
+        session.commit()
+    client = plugin_app.test_client()
+
+    def post(role: str | None, times: int, payload: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+        response = client.post(f"/api/v1/echo/{times}", json=payload, headers=headers)
+        return response.status_code, response.get_json()
+
+    assert post("finance", 2, {"word": "oi"}) == (200, {"word": "oioi", "by": "fin@test.example"})
+    assert post(None, 2, {"word": "oi"})[1]["error"] == "unauthorized"
+    assert post("agent", 2, {"word": "oi"}) == (
+        403,
+        {"error": "forbidden_role", "message": "Seu perfil não permite esta ação."},
+    )
+    assert post("finance", 2, {"word": 1})[1]["error"] == "invalid_input"
+    assert post("finance", 9, {"word": "oi"}) == (409, {"error": "too_many", "message": "Vezes demais."})
+    plugin_app.config["PROPAGATE_EXCEPTIONS"] = False
+    status, body = post("finance", 0, {"word": "oi"})
+    assert status == 500 and body["error"] == "internal_error"
+    with plugin_app.app_context():
+        assert db.session().scalars(select(User).where(User.email == "ghost@test.example")).first() is None
+
+    doc = document(plugin_app)
+    validate(doc)
+    operation = doc["paths"]["/api/v1/echo/{times}"]["post"]
+    assert operation["parameters"] == [
+        {"name": "times", "in": "path", "required": True, "schema": {"type": "integer"}}
+    ]
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "409"}
+    assert "EchoIn" in doc["components"]["schemas"] and "EchoOut" in doc["components"]["schemas"]
+
+
+def test_duplicate_registration_is_refused() -> None:
+    with pytest.raises(ValueError, match="already served"):
+
+        @endpoint("GET", "/tickets", summary="outra")
+        def another_list(call: ApiCall) -> None: ...
