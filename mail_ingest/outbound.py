@@ -291,7 +291,8 @@ class SendSummary:
     uncertain: int = 0
     recovered: int = 0
     lost_claims: int = 0
-    due: int = 0
+    queued: int = 0  # left in the outbox, waiting
+    due: int = 0  # of those, due now (their back-off is over)
     smtp: str = "configured"
     errors: list[str] = field(default_factory=list)
 
@@ -303,6 +304,7 @@ class SendSummary:
             "uncertain": self.uncertain,
             "recovered": self.recovered,
             "lost_claims": self.lost_claims,
+            "queued": self.queued,
             "due": self.due,
             "smtp": self.smtp,
             "errors": self.errors[:5],
@@ -334,9 +336,7 @@ def send_due(
     summary.recovered = recover_stale_claims()
     if settings is None:
         summary.smtp = "not_configured"
-        with db.session_scope() as session:
-            summary.due = count_due(session, ignore_backoff=ignore_backoff)
-        return summary.as_dict()
+        return _count_left(summary).as_dict()
     attempted: set[int] = set()
     with SmtpConnection(settings) as smtp:
         while len(attempted) < limit:
@@ -347,9 +347,14 @@ def send_due(
             stop = _deliver(smtp, claim, summary)
             if stop:
                 break
+    return _count_left(summary).as_dict()
+
+
+def _count_left(summary: SendSummary) -> SendSummary:
     with db.session_scope() as session:
-        summary.due = count_due(session, ignore_backoff=ignore_backoff)
-    return summary.as_dict()
+        summary.queued = count_due(session, ignore_backoff=True)
+        summary.due = count_due(session)
+    return summary
 
 
 def claim_next(
@@ -607,6 +612,7 @@ def outbound_timeline(session: Session, ticket_id: int) -> list[dict[str, Any]]:
         select(OutboundMail)
         .where(OutboundMail.ticket_id == ticket_id)
         .order_by(OutboundMail.created_at, OutboundMail.id)
+        .execution_options(populate_existing=True)  # the sender updates rows in sessions of its own
     ).all()
     return [
         {
