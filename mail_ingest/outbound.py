@@ -42,7 +42,14 @@ from mail_ingest.compose import (
     normalize_addresses,
 )
 from mail_ingest.outbound_models import OutboundMail, OutboundRecipient, OutboundStatus
-from mail_ingest.smtp_sender import ClaimLost, SmtpConnection, SmtpFailure, SmtpSettings, SmtpUncertain
+from mail_ingest.smtp_sender import (
+    ClaimLost,
+    SmtpConnection,
+    SmtpFailure,
+    SmtpSettings,
+    SmtpUncertain,
+    extra_setting,
+)
 from onboarding import audit, db
 from onboarding.db import utcnow
 from onboarding.errors import InvalidInput, NotFound, WorkflowError
@@ -56,6 +63,7 @@ MAX_ATTEMPTS = 10
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=4)
 CLAIM_TIMEOUT = timedelta(minutes=10)  # far above the SMTP connect + read timeouts
+MAX_REFERENCES = 20
 PASS_LIMIT = 200  # messages per pass; the periodic job picks up the rest a minute later
 REQUEUEABLE = frozenset({OutboundStatus.UNCERTAIN, OutboundStatus.FAILED, OutboundStatus.SUPPRESSED})
 
@@ -84,7 +92,7 @@ def _secret() -> str:
 
 
 def _daily_cap() -> int:
-    return int(current_app.config.get("MAIL_AUTO_DAILY_CAP") or loop_guard.AUTO_DAILY_CAP)
+    return int(extra_setting(current_app.config, "MAIL_AUTO_DAILY_CAP") or loop_guard.AUTO_DAILY_CAP)
 
 
 # --- queueing --------------------------------------------------------------------------------
@@ -100,7 +108,9 @@ def _normalize_references(in_reply_to: str | None, references: str | Iterable[st
     if in_reply_to:
         items += tokens.message_ids_in(in_reply_to)
     unique = list(dict.fromkeys(items))
-    return " ".join(unique[-20:])  # the first and the newest matter; keep the header short
+    if len(unique) > MAX_REFERENCES:  # the thread's root and the newest matter; keep the header short
+        unique = unique[:1] + unique[-(MAX_REFERENCES - 1) :]
+    return " ".join(unique)
 
 
 def queue_mail(
@@ -133,9 +143,11 @@ def queue_mail(
     subject = clean_subject(subject)
     if not subject:
         raise InvalidInput("missing_subject", "Informe o assunto do e-mail.")
+    if len(subject) > 500:
+        raise InvalidInput("subject_too_long", "O assunto do e-mail passa de 500 caracteres.")
     if not (text or "").strip():
         raise InvalidInput("empty_body", "O texto do e-mail está vazio.")
-    reply_ids = tokens.message_ids_in(in_reply_to)
+    reply_ids = [i for i in tokens.message_ids_in(in_reply_to) if len(i) <= 300]
     reply_in = reply_ids[-1] if reply_ids else None
 
     mail_from = sender_address()

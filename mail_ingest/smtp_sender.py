@@ -8,6 +8,7 @@ have delivered it, so the caller must not resend it blindly.
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
 import socket
@@ -22,6 +23,12 @@ SECURITY_MODES = ("ssl", "starttls", "none")
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 60.0
+
+
+def extra_setting(config: Mapping[str, Any], name: str) -> Any:
+    """A setting beyond SPEC section 2 (not loaded by onboarding.config): app config, then env."""
+    value = config.get(name)
+    return value if value not in (None, "") else (os.environ.get(name) or None)
 
 
 @dataclass(frozen=True)
@@ -54,9 +61,9 @@ class SmtpSettings:
             security=security,
             user=config.get("SMTP_USER") or None,
             password=config.get("SMTP_PASSWORD") or None,
-            connect_timeout=float(config.get("SMTP_CONNECT_TIMEOUT") or CONNECT_TIMEOUT),
-            read_timeout=float(config.get("SMTP_READ_TIMEOUT") or READ_TIMEOUT),
-            ca_file=config.get("SMTP_CA_FILE") or None,
+            connect_timeout=float(extra_setting(config, "SMTP_CONNECT_TIMEOUT") or CONNECT_TIMEOUT),
+            read_timeout=float(extra_setting(config, "SMTP_READ_TIMEOUT") or READ_TIMEOUT),
+            ca_file=extra_setting(config, "SMTP_CA_FILE"),
         )
 
     def ssl_context(self) -> ssl.SSLContext:

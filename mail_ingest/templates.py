@@ -7,7 +7,6 @@ rendered with `placeholder()` and refused by `ensure_no_placeholders()`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from jinja2 import Environment, StrictUndefined, select_autoescape
 from sqlalchemy.orm import Session, object_session
 
 from mail_ingest.compose import text_to_html_fragment
+from mail_ingest.smtp_sender import extra_setting
 from onboarding.errors import InvalidInput, NotFound
 from onboarding.models import Ticket, User
 from onboarding.services import format_cnpj
@@ -83,7 +83,7 @@ def ensure_no_placeholders(*parts: str) -> None:
 
 
 def desk_base_url() -> str:
-    configured = current_app.config.get("DESK_BASE_URL") or os.environ.get("DESK_BASE_URL")
+    configured = extra_setting(current_app.config, "DESK_BASE_URL")
     if configured:
         return str(configured).rstrip("/")
     if has_request_context():

@@ -62,8 +62,9 @@ def message_ids_in(header_value: str | None) -> list[str]:
     if not header_value:
         return []
     found = [f"<{item}>" for item in _ANGLE_ID.findall(header_value)]
-    if not found and header_value.strip() and " " not in header_value.strip():
-        found = [header_value.strip()]  # a bare id without brackets, as some clients send
+    bare = header_value.strip()
+    if not found and bare and "@" in bare and not any(c in bare for c in " <>\r\n\t"):
+        found = [f"<{bare}>"]  # a bare id without brackets, as some clients send
     return found
 
 

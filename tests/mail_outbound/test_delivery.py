@@ -302,3 +302,25 @@ def test_postgres_sender_skips_a_row_another_sender_has_locked(pg_app: Flask, pg
         other.close()
         thread.join(20)
     assert [c.mail_id for c in claims] == [free.id]
+
+
+def test_with_redis_the_send_job_goes_through_rq_after_the_commit(
+    mail_app: Flask, session: Session, smtp_server: SmtpServer, redis_db: Any
+) -> None:
+    from rq import SimpleWorker
+
+    from onboarding import jobs
+
+    mail_app.config.update(REDIS_URL=redis_db.url, RQ_QUEUE="outbound-test")
+    queue = jobs.queue(mail_app)
+    mail = queue_mail(
+        session, ticket_id=None, to="a@b.example", subject="Oi", text="T", automatic=False, actor=None
+    )
+    session.flush()
+    assert queue.count == 0
+    session.commit()
+    assert [(j.func_name, j.args) for j in queue.jobs] == [("mail_ingest.outbound.send_mail_job", (mail.id,))]
+    assert smtp_server.messages == []
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    assert message_ids(smtp_server) == [mail.message_id]
+    assert reload(session, mail).status == OutboundStatus.SENT

@@ -77,3 +77,11 @@ def test_ticket_from_in_reply_to_or_references() -> None:
     assert tokens.ticket_id_from_headers(ours, f"{newer}", SECRET) == 5
     assert tokens.ticket_id_from_headers(foreign, foreign, SECRET) is None
     assert tokens.message_ids_in(f"{ours}\r\n\t{foreign}") == [ours, foreign]
+
+
+def test_message_ids_in_headers() -> None:
+    assert tokens.message_ids_in(None) == []
+    assert tokens.message_ids_in("  ") == []
+    assert tokens.message_ids_in("abc@mail.example") == ["<abc@mail.example>"]
+    assert tokens.message_ids_in("not an id") == []
+    assert tokens.message_ids_in("<a@x> (comment) <b@y>") == ["<a@x>", "<b@y>"]

@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from flask import Flask
-from flask_login import LoginManager, UserMixin
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mail_ingest.outbound_models import OutboundMail, OutboundStatus
-from onboarding import db
 from onboarding.models import User
+from tests.mail_outbound.conftest import logged_in_client
 from tests.onboarding.helpers import open_ticket
 from tests.support.smtp import SmtpServer
-
-
-class _LoggedIn(UserMixin):
-    def __init__(self, user: User) -> None:
-        self.id = user.id
-
-
-def logged_in_client(app: Flask, user: User) -> Any:
-    """A test client with `user` logged in. Until the web app sets up Flask-Login, a minimal
-    login manager is installed here; once it exists, its own is used."""
-    if getattr(app, "login_manager", None) is None:
-        manager = LoginManager(app)
-
-        @manager.user_loader
-        def load(user_id: str) -> _LoggedIn | None:
-            found = db.session().get(User, int(user_id))
-            return _LoggedIn(found) if found is not None else None
-
-    client = app.test_client()
-    with client.session_transaction() as flask_session:
-        flask_session["_user_id"] = str(user.id)
-        flask_session["_fresh"] = True
-    return client
 
 
 def test_agent_previews_edits_and_sends_the_orientation(
