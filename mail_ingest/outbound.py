@@ -430,8 +430,19 @@ def claim_next(
 
 def _deliver(smtp: SmtpConnection, claim: Claim, summary: SendSummary) -> bool:
     """Send one claimed row and record the outcome. True when the pass should stop."""
-    message = build_message(claim.parts, utcnow())
-    payload = message.as_bytes(policy=message.policy)
+    try:
+        message = build_message(claim.parts, utcnow())
+        payload = message.as_bytes(policy=message.policy)
+    except (ValueError, TypeError, LookupError) as error:  # a row no message can be made of
+        _finish(
+            claim,
+            OutboundStatus.FAILED,
+            error=f"cannot build the message: {error}",
+            audit_action="mail.failed",
+        )
+        summary.failed += 1
+        summary.errors.append(str(error))
+        return False
     try:
         result = smtp.send(
             payload,
@@ -534,6 +545,21 @@ def recover_stale_claims(timeout: timedelta = CLAIM_TIMEOUT) -> int:
     """Rows left `sending` by a crashed sender: requeued before DATA, `uncertain` after."""
     cutoff = utcnow() - timeout
     with db.session_scope() as session:
+        given_up = session.execute(  # a row that crashes its sender every time must stop somewhere
+            update(OutboundMail)
+            .where(
+                OutboundMail.status == OutboundStatus.SENDING,
+                OutboundMail.claimed_at < cutoff,
+                OutboundMail.data_started_at.is_(None),
+                OutboundMail.attempts >= MAX_ATTEMPTS,
+            )
+            .values(
+                status=OutboundStatus.FAILED,
+                claim_token=None,
+                last_error=f"sender stopped before DATA {MAX_ATTEMPTS} times; gave up",
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
         requeued = session.execute(
             update(OutboundMail)
             .where(
@@ -563,7 +589,7 @@ def recover_stale_claims(timeout: timedelta = CLAIM_TIMEOUT) -> int:
             audit.record(
                 session, None, "mail.uncertain", mail, ticket_id=mail.ticket_id, after=_audit_state(mail)
             )
-    return int(requeued or 0) + len(stale)
+    return int(given_up or 0) + int(requeued or 0) + len(stale)
 
 
 @job

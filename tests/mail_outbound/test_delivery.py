@@ -149,6 +149,7 @@ def test_stale_claims_are_requeued_before_data_and_uncertain_after(
     before_data = queue_one(session)
     during_data = queue_one(session, to="b@drogaria.example")
     fresh = queue_one(session, to="c@drogaria.example")
+    exhausted = queue_one(session, to="d@drogaria.example")
     long_ago = utcnow() - timedelta(hours=1)
     session.execute(
         update(OutboundMail)
@@ -163,9 +164,17 @@ def test_stale_claims_are_requeued_before_data_and_uncertain_after(
         .where(OutboundMail.id == fresh.id)
         .values(status=OutboundStatus.SENDING, claim_token="alive", claimed_at=utcnow())
     )
+    session.execute(
+        update(OutboundMail)
+        .where(OutboundMail.id == exhausted.id)
+        .values(
+            status=OutboundStatus.SENDING, claim_token="crashed", claimed_at=long_ago, attempts=MAX_ATTEMPTS
+        )
+    )
     session.commit()
 
-    assert recover_stale_claims() == 2
+    assert recover_stale_claims() == 3
+    assert reload(session, exhausted).status == OutboundStatus.FAILED
     assert reload(session, before_data).status == OutboundStatus.QUEUED
     assert reload(session, during_data).status == OutboundStatus.UNCERTAIN
     assert reload(session, fresh).status == OutboundStatus.SENDING  # a live sender still owns it
