@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -155,7 +156,26 @@ class _Collector:
         )
 
 
+# The caller usually asks both extract_customer and looks_like_onboarding about one message:
+# scan it once. Keyed by id() and checked through a weak reference, so no stale hit is possible.
+_SCANS: dict[int, tuple[weakref.ref[ParsedMessage], _Collector]] = {}
+
+
 def _scan(parsed: ParsedMessage) -> _Collector:
+    cached = _SCANS.get(id(parsed))
+    if cached is not None and cached[0]() is parsed:
+        return cached[1]
+    collector = _scan_uncached(parsed)
+    try:
+        key = id(parsed)
+        ref = weakref.ref(parsed, lambda _ref: _SCANS.pop(key, None))
+    except TypeError:
+        return collector
+    _SCANS[key] = (ref, collector)
+    return collector
+
+
+def _scan_uncached(parsed: ParsedMessage) -> _Collector:
     collector = _Collector()
     for message in parsed.walk():
         scan_text(collector, message.text)

@@ -6,7 +6,6 @@ character) so that offsets found there cut the original text.
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -101,18 +100,25 @@ _STARTS_WITH_LABEL = re.compile(_PREFIX + f"(?:{_ANY_LABEL})(?![a-z0-9])")
 _MIDLINE_LABEL = re.compile(f"(?<=[\\s|;,])(?:{_ANY_LABEL}){_LABEL_END}[ \t]*[:=]")
 
 
-@functools.lru_cache(maxsize=4096)
-def _fold_char(ch: str) -> str:
-    base = unicodedata.normalize("NFKD", ch)[:1] or ch
-    lowered = base.lower()[:1] or base
-    return lowered
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table filled on first sight of each character."""
+
+    def __missing__(self, codepoint: int) -> str:
+        ch = chr(codepoint)
+        base = unicodedata.normalize("NFKD", ch)[:1] or ch
+        folded = base.lower()[:1] or base
+        self[codepoint] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
 
 
 def fold(text: str) -> str:
     """Lower case without accents, with exactly one output character per input character."""
     if text.isascii():
         return text.lower()
-    return "".join(_fold_char(ch) for ch in text)
+    return text.translate(_FOLD_TABLE)
 
 
 @dataclass(frozen=True)

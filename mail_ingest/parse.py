@@ -55,6 +55,9 @@ _MAIL_HEADERS = frozenset(
 )
 _ANGLE_ID = re.compile(rf"<([^<>\s]{{1,{_MAX_ID_LENGTH}}})>")
 _BARE_ID = re.compile(r"[^<>\s]+@[^<>\s]+")
+# Blank lines before the headers, or an mbox-escaped ">From " line, would end the header section
+# at once; they carry nothing and are skipped. (An unescaped "From " line is the parser's unixfrom.)
+_LEADING_JUNK = re.compile(rb"\A(?:[ \t]*\r?\n)*(?:>+From [^\n]*\n)?")
 _TEXT_SUBTYPES = frozenset({"plain", "html"})
 _HEADER_PART_TYPES = frozenset({"text/rfc822-headers", "message/rfc822-headers"})
 _FORWARD_TYPES = frozenset({"message/rfc822", "message/global"})
@@ -120,7 +123,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     """Parse raw mail bytes; raise :class:`ParseError` when they are not a readable message."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise ParseError(f"expected bytes, got {type(raw).__name__}")
-    raw = bytes(raw)
+    raw = _LEADING_JUNK.sub(b"", bytes(raw), count=1)
     if not raw.strip():
         raise ParseError("empty message")
     try:
@@ -175,8 +178,9 @@ class _Builder:
         if not self.texts:
             text = "\n\n".join(t for t in html_texts if t.strip())
 
-        content_type = self._safely("bad Content-Type", message.get_content_type) or "text/plain"
-        report_type = self._safely("bad Content-Type parameters", _param, message, "report-type")
+        info = self._safely("bad Content-Type", _PartInfo.of, message)
+        content_type = info.content_type if info else "text/plain"
+        report_type = info.report_type if info else None
         from_name, from_address = self._from(message, raw_headers)
         return ParsedMessage(
             message_id=normalize_message_id(raw_headers.get("message-id")),
@@ -197,7 +201,7 @@ class _Builder:
                 }
             ),
             content_type=content_type,
-            report_type=single_line(report_type).lower() or None if report_type else None,
+            report_type=report_type,
             text=text,
             html_safe="\n".join(s for s in sanitized if s) or None,
             tables=tuple(tables),
@@ -232,44 +236,45 @@ class _Builder:
                 stack.extend((child, level + 1) for child in reversed(children))
 
     def _visit(self, part: Message, level: int) -> list[Message]:
-        content_type = part.get_content_type()
-        payload = part.get_payload()
-        if content_type in _FORWARD_TYPES:
-            self._forwarded(part, payload)
+        info = _PartInfo.of(part)
+        payload = _raw_payload(part)
+        if info.content_type in _FORWARD_TYPES:
+            self._forwarded(part, payload, info)
             return []
-        if content_type == "message/delivery-status":
+        if info.content_type == "message/delivery-status":
             self.delivery_status.append(_delivery_status_text(part, payload))
             return []
-        if content_type in _HEADER_PART_TYPES:
+        if info.content_type in _HEADER_PART_TYPES:
             self.attached_headers.append(_header_block(_leaf_bytes(part)))
             return []
         if isinstance(payload, list):
             return [child for child in payload if isinstance(child, Message)]
-        disposition = part.get_content_disposition()
-        filename = part.get_filename()
-        maintype, _, subtype = content_type.partition("/")
+        maintype, _, subtype = info.content_type.partition("/")
         is_body = (
-            maintype == "text" and subtype in _TEXT_SUBTYPES and disposition != "attachment" and not filename
+            maintype == "text"
+            and subtype in _TEXT_SUBTYPES
+            and info.disposition != "attachment"
+            and not info.filename
         )
         data = _leaf_bytes(part)
         if is_body:
-            decoded = scrub_text(decode_bytes(data, _charset(part)))
+            decoded = scrub_text(decode_bytes(data, info.charset))
             (self.texts if subtype == "plain" else self.htmls).append(decoded)
             return []
-        if filename and filename.lower().endswith(".eml") and self._forwarded_bytes(data):
+        if info.filename and info.filename.lower().endswith(".eml") and self._forwarded_bytes(data):
             return []
-        self._attach(filename, content_type, data)
+        self._attach(info.filename, info.content_type, data)
         return []
 
     # -- parts ---------------------------------------------------------------------------------
 
-    def _forwarded(self, part: Message, payload: object) -> None:
+    def _forwarded(self, part: Message, payload: object, info: _PartInfo) -> None:
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             inner = payload[0]
             cte = str(part.get("content-transfer-encoding", "")).strip().lower()
             if cte in ("base64", "quoted-printable") and not list(inner.raw_items()):
                 # Non-compliant but seen: an encoded message/rfc822 body the parser took as text.
-                body = inner.get_payload()
+                body = _raw_payload(inner)
                 if isinstance(body, str) and self._forwarded_bytes(_decode_cte(body, cte)):
                     return
             if self.depth + 1 > MAX_FORWARD_DEPTH:
@@ -280,7 +285,7 @@ class _Builder:
             return
         data = _leaf_bytes(part)
         if not self._forwarded_bytes(data):
-            self._attach(part.get_filename(), "message/rfc822", data)
+            self._attach(info.filename, "message/rfc822", data)
 
     def _forwarded_bytes(self, data: bytes) -> bool:
         """Parse an attached .eml; False when it is not readable as a message."""
@@ -338,16 +343,23 @@ class _Builder:
     def _address_pairs(
         self, message: Message, raw_headers: Mapping[str, str], name: str
     ) -> list[tuple[str, str | None]]:
+        """(display name, lower-case address) pairs of one address header.
+
+        From goes through the strict modern parser (the sender decides trust); the other
+        headers, and From when that parser fails, through the lighter ``getaddresses``.
+        """
         if name not in raw_headers:
             return []
-        try:
-            header = message[name]
-            pairs = [
-                (str(address.display_name or ""), str(address.addr_spec or ""))
-                for address in header.addresses
-            ]
-        except Exception:
-            self.defects.append(f"malformed {name} header: parsed leniently")
+        pairs: list[tuple[str, str]] | None = None
+        if name == "from":
+            try:
+                pairs = [
+                    (str(address.display_name or ""), str(address.addr_spec or ""))
+                    for address in message[name].addresses
+                ]
+            except Exception:
+                self.defects.append("malformed From header: parsed leniently")
+        if pairs is None:
             pairs = email.utils.getaddresses([raw_headers[name]])
         result: list[tuple[str, str | None]] = []
         for display_name, addr_spec in pairs:
@@ -397,18 +409,58 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _param(part: Message, name: str) -> str | None:
-    value = part.get_param(name)
-    if isinstance(value, tuple):  # RFC 2231 form: (charset, language, value)
-        value = value[2]
-    return str(value) if value else None
+@dataclass(frozen=True)
+class _PartInfo:
+    """Content-Type and Content-Disposition of one part, read once.
+
+    The compat32 parameter parser keeps raw 8-bit bytes (as surrogates) where the modern header
+    registry replaces them with U+FFFD, so accented file names sent unencoded survive.
+    """
+
+    content_type: str
+    charset: str | None
+    report_type: str | None
+    disposition: str | None
+    filename: str | None
+
+    @classmethod
+    def of(cls, part: Message) -> _PartInfo:
+        headers = Message()  # compat32: only used as a parameter parser
+        headers.set_default_type(part.get_default_type())
+        for name, value in part.raw_items():
+            key = str(name).lower()
+            if key in ("content-type", "content-disposition") and key not in headers:
+                headers[key] = re.sub(r"\r?\n[ \t]", " ", str(value))
+        filename = _param(headers, "filename", "content-disposition") or _param(
+            headers, "name", "content-type"
+        )
+        disposition = headers.get_content_disposition()
+        report_type = _param(headers, "report-type", "content-type")
+        return cls(
+            content_type=headers.get_content_type(),
+            charset=_param(headers, "charset", "content-type"),
+            report_type=single_line(report_type).lower() or None if report_type else None,
+            disposition=str(disposition).lower() if disposition else None,
+            filename=filename,
+        )
 
 
-def _charset(part: Message) -> str | None:
+def _param(headers: Message, name: str, header: str) -> str | None:
     try:
-        return _param(part, "charset")
+        value = headers.get_param(name, header=header)
     except Exception:
         return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, %-decoded text as Latin-1)
+        charset, _language, text = value
+        text = email.utils.unquote(str(text))
+        try:
+            data = text.encode("latin-1", "surrogateescape")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "surrogateescape")
+        return decode_bytes(data, charset) or None
+    if not isinstance(value, str) or not value:
+        return None
+    return value
 
 
 def _leaf_bytes(part: Message) -> bytes:
@@ -418,10 +470,22 @@ def _leaf_bytes(part: Message) -> bytes:
         data = None
     if isinstance(data, bytes):
         return data
-    payload = part.get_payload()
+    payload = _raw_payload(part)
     if isinstance(payload, str):
         return payload.encode("utf-8", "surrogateescape")
     return b""
+
+
+def _raw_payload(part: Message) -> object:
+    """The payload as parsed: a list of parts, or the undecoded body text.
+
+    ``Message.get_payload()`` without ``decode`` decodes 8-bit bodies with the part's own charset
+    label and fails on labels such as ``idna``; the parsed payload itself is what is needed here.
+    """
+    if part.is_multipart():
+        return part.get_payload()
+    payload = getattr(part, "_payload", None)
+    return payload if isinstance(payload, str) else ""
 
 
 def _decode_cte(body: str, cte: str) -> bytes:
