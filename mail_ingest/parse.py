@@ -20,7 +20,7 @@ from email.message import Message
 from types import MappingProxyType
 from typing import TypeVar
 
-from mail_ingest.charsets import decode_bytes, decode_rfc2047, scrub_text, single_line
+from mail_ingest.charsets import decode_bytes, decode_rfc2047, fix_surrogates, scrub_text, single_line
 from mail_ingest.filenames import safe_filename
 from mail_ingest.htmlparts import Table, extract_tables, html_to_text, parse_html, sanitize_html
 
@@ -413,8 +413,9 @@ def _parse_date(value: str | None) -> datetime | None:
 class _PartInfo:
     """Content-Type and Content-Disposition of one part, read once.
 
-    The compat32 parameter parser keeps raw 8-bit bytes (as surrogates) where the modern header
-    registry replaces them with U+FFFD, so accented file names sent unencoded survive.
+    The compat32 parameter parser is much cheaper than the header registry, which would re-parse
+    the header on every access; raw 8-bit values are repaired before it sees them, so accented
+    file names sent unencoded survive.
     """
 
     content_type: str
@@ -430,7 +431,8 @@ class _PartInfo:
         for name, value in part.raw_items():
             key = str(name).lower()
             if key in ("content-type", "content-disposition") and key not in headers:
-                headers[key] = re.sub(r"\r?\n[ \t]", " ", str(value))
+                # Raw 8-bit bytes are decoded first: compat32 would turn them into U+FFFD.
+                headers[key] = fix_surrogates(re.sub(r"\r?\n[ \t]", " ", str(value)))
         filename = _param(headers, "filename", "content-disposition") or _param(
             headers, "name", "content-type"
         )
