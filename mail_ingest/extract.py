@@ -31,6 +31,7 @@ _CNPJ_SHAPE = re.compile(
 )
 _FORMATTED_CNPJ = re.compile(r"\d{2}\.\d{3}\.\d{3}/\d{4}-?\d{2}|\d{8}/\d{4}-?\d{2}")
 _DATE = re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+_PHONE_SHAPE = re.compile(r"(?:\+?55\s*)?(?:\(\d{2}\)\s*)?\b\d{4,5}-\d{4}\b")
 _CODE = re.compile(r"(?<![\w])\d{4,20}(?![\w])")
 _CODE_ONLY_LINE = re.compile(r"^(?:[\s,;/|\-–•*.]|\be\b|\d)+$")
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
@@ -269,19 +270,22 @@ def _is_header(cells: Sequence[str], labels: dict[int, Field]) -> bool:
 def _scan_label_value_row(collector: _Collector, cells: list[str]) -> None:
     i = 0
     while i < len(cells):
-        cell = cells[i]
-        field_ = label_alone(cell) if cell else None
-        if field_ is not None:
-            values = [c for c in cells[i + 1 :] if c]
-            if field_ is Field.ESTABLISHMENT_CODES:
-                collector.add(field_, "\n".join(v for v in values if label_alone(v) is None))
-                return
-            collector.add(field_, values[0] if values and label_alone(values[0]) is None else "")
-            i += 2
+        field_ = label_alone(cells[i]) if cells[i] else None
+        if field_ is None:
+            if cells[i]:
+                scan_text(collector, cells[i].replace("\t", " "))
+            i += 1
             continue
-        if cell:
-            scan_text(collector, cell.replace("\t", " "))
-        i += 1
+        end = i + 1  # the cells up to the next label cell belong to this label
+        while end < len(cells) and not (cells[end] and label_alone(cells[end]) is not None):
+            end += 1
+        if field_ is Field.ESTABLISHMENT_CODES:  # possibly one code per cell
+            collector.add(field_, "\n".join(cells[i + 1 : end]))
+            i = end
+            continue
+        first = next((k for k in range(i + 1, end) if cells[k]), None)
+        collector.add(field_, cells[first] if first is not None else "")
+        i = first + 1 if first is not None else end
 
 
 def _scan_attachment(collector: _Collector, attachment: Attachment) -> None:
@@ -331,8 +335,8 @@ def _prose(parsed: ParsedMessage) -> Iterable[str]:
 
 
 def codes_in(value: str) -> list[str]:
-    """Establishment codes (4 to 20 digits) in a value; CNPJs and dates in it are not codes."""
-    cleaned = _DATE.sub(" ", _FORMATTED_CNPJ.sub(" ", value))
+    """Establishment codes (4 to 20 digits) in a value; CNPJs, dates and phones are not codes."""
+    cleaned = _PHONE_SHAPE.sub(" ", _DATE.sub(" ", _FORMATTED_CNPJ.sub(" ", value)))
     return list(dict.fromkeys(_CODE.findall(cleaned)))
 
 

@@ -38,7 +38,8 @@ _PATTERNS: tuple[tuple[Field, str, _Mode], ...] = (
     (
         Field.CNPJ,
         r"c\.?\s?n\.?\s?p\.?\s?j\.?(?:\s*/\s*mf)?"
-        r"(?:\s+d[oa]\s+(?:cliente|empresa|matriz|farmacia|loja|estabelecimento))?",
+        r"(?:\s+d[oa]\s+(?:cliente|empresa|matriz|farmacia|loja|estabelecimento))?"
+        r"(?:\s+(?:correto|corrigido|atualizado|certo|completo))?",
         _Mode.BARE,
     ),
     (
