@@ -12,10 +12,11 @@ import email
 import email.utils
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.errors import InvalidHeaderDefect
 from email.message import Message
 from types import MappingProxyType
 from typing import TypeVar
@@ -54,6 +55,7 @@ _MAIL_HEADERS = frozenset(
     {"from", "sender", "to", "cc", "subject", "date", "message-id", "received", "return-path", "delivered-to"}
 )
 _ANGLE_ID = re.compile(rf"<([^<>\s]{{1,{_MAX_ID_LENGTH}}})>")
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
 _BARE_ID = re.compile(r"[^<>\s]+@[^<>\s]+")
 # Blank lines before the headers, or an mbox-escaped ">From " line, would end the header section
 # at once; they carry nothing and are skipped. (An unescaped "From " line is the parser's unixfrom.)
@@ -90,6 +92,7 @@ class ParsedMessage:
     references: tuple[str, ...]
     from_name: str
     from_address: str | None
+    from_ambiguous: bool
     to: tuple[str, ...]
     cc: tuple[str, ...]
     reply_to: str | None
@@ -156,6 +159,7 @@ class _Builder:
         self.forwarded: list[ParsedMessage] = []
         self.attached_headers: list[Mapping[str, str]] = []
         self.delivery_status: list[str] = []
+        self._from_invalid = False
 
     def build(self, message: Message) -> ParsedMessage:
         raw_headers = _raw_headers(message)
@@ -181,13 +185,14 @@ class _Builder:
         info = self._safely("bad Content-Type", _PartInfo.of, message)
         content_type = info.content_type if info else "text/plain"
         report_type = info.report_type if info else None
-        from_name, from_address = self._from(message, raw_headers)
+        from_name, from_address, from_ambiguous = self._from(message, raw_headers)
         return ParsedMessage(
             message_id=normalize_message_id(raw_headers.get("message-id")),
             in_reply_to=normalize_message_id(raw_headers.get("in-reply-to")),
             references=_message_ids(raw_headers.get("references", ""))[-MAX_REFERENCES:],
             from_name=from_name,
             from_address=from_address,
+            from_ambiguous=from_ambiguous,
             to=self._addresses(message, raw_headers, "to"),
             cc=self._addresses(message, raw_headers, "cc"),
             reply_to=next(iter(self._addresses(message, raw_headers, "reply-to")), None),
@@ -245,7 +250,11 @@ class _Builder:
             self.delivery_status.append(_delivery_status_text(part, payload))
             return []
         if info.content_type in _HEADER_PART_TYPES:
-            self.attached_headers.append(_header_block(_leaf_bytes(part)))
+            if isinstance(payload, list):  # message/rfc822-headers: the parser read it as a message
+                inner = next((p for p in payload if isinstance(p, Message)), None)
+                self.attached_headers.append(_header_items(inner.raw_items() if inner else ()))
+            else:
+                self.attached_headers.append(_header_block(_leaf_bytes(part)))
             return []
         if isinstance(payload, list):
             return [child for child in payload if isinstance(child, Message)]
@@ -328,13 +337,25 @@ class _Builder:
             self.defects.append(defect)
             return None
 
-    def _from(self, message: Message, raw_headers: Mapping[str, str]) -> tuple[str, str | None]:
+    def _from(self, message: Message, raw_headers: Mapping[str, str]) -> tuple[str, str | None, bool]:
+        """(display name, address, ambiguous) of the sender.
+
+        Ambiguous when the header can be read as more than one address: several addresses, an
+        invalid header, or an angle-bracketed address that is not the one parsed (as in
+        ``juliana@integrador.example <x@evil.example>``, where readers show the second). The
+        address is then the last angle-bracketed one, which is what mail clients display.
+        """
         pairs = self._address_pairs(message, raw_headers, "from")
         if not pairs:
-            return "", None
-        if len(pairs) > 1:
-            self.defects.append("several From addresses: the first was used")
-        return pairs[0]
+            return "", None, False
+        name, address = pairs[0]
+        angled = [a.lower() for a in _ANGLE_ADDRESS.findall(raw_headers.get("from", ""))]
+        ambiguous = len(pairs) > 1 or self._from_invalid or any(candidate != address for candidate in angled)
+        if ambiguous:
+            self.defects.append("ambiguous From header: the sender cannot be trusted")
+            if angled:
+                address = angled[-1]
+        return name, address, ambiguous
 
     def _addresses(self, message: Message, raw_headers: Mapping[str, str], name: str) -> tuple[str, ...]:
         found = (address for _, address in self._address_pairs(message, raw_headers, name) if address)
@@ -353,11 +374,14 @@ class _Builder:
         pairs: list[tuple[str, str]] | None = None
         if name == "from":
             try:
+                header = message[name]
                 pairs = [
                     (str(address.display_name or ""), str(address.addr_spec or ""))
-                    for address in message[name].addresses
+                    for address in header.addresses
                 ]
+                self._from_invalid = any(isinstance(d, InvalidHeaderDefect) for d in header.defects)
             except Exception:
+                self._from_invalid = True
                 self.defects.append("malformed From header: parsed leniently")
         if pairs is None:
             pairs = email.utils.getaddresses([raw_headers[name]])
@@ -510,9 +534,12 @@ def _as_bytes(message: Message) -> bytes:
 
 def _header_block(data: bytes) -> Mapping[str, str]:
     """Headers of a text/rfc822-headers part (a bounce's copy of the original message)."""
-    block = email.message_from_bytes(data, policy=policy.compat32)
+    return _header_items(email.message_from_bytes(data, policy=policy.compat32).raw_items())
+
+
+def _header_items(items: Iterable[tuple[str, object]]) -> Mapping[str, str]:
     headers: dict[str, str] = {}
-    for name, value in block.items():
+    for name, value in items:
         key = str(name).strip().lower()
         if key not in headers:
             headers[key] = single_line(decode_rfc2047(str(value)))

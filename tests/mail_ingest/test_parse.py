@@ -126,6 +126,24 @@ def test_addresses_and_display_names() -> None:
     assert parsed.reply_to == "respostas@boavistatecnologia.com.br"
 
 
+@pytest.mark.parametrize(
+    ("value", "address", "ambiguous"),
+    [
+        ('"Juliana Prado" <juliana@boavistatecnologia.com.br>', "juliana@boavistatecnologia.com.br", False),
+        ("juliana@boavistatecnologia.com.br", "juliana@boavistatecnologia.com.br", False),
+        ("Boavista Tecnologia <boavista@gmail.com>", "boavista@gmail.com", False),
+        # What mail clients show is the angle-bracketed address.
+        ("juliana@boavistatecnologia.com.br <x@evil.example>", "x@evil.example", True),
+        ('"Ju <juliana@boavistatecnologia.com.br>" <x@evil.example>', "x@evil.example", True),
+        ("a@boavistatecnologia.com.br, b@evil.example", "a@boavistatecnologia.com.br", True),
+    ],
+)
+def test_from_ambiguity(value: str, address: str, ambiguous: bool) -> None:
+    parsed = parse_message(mail(f"From: {value}\nSubject: s"))
+    assert parsed.from_address == address
+    assert parsed.from_ambiguous is ambiguous
+
+
 def test_malformed_from_header_is_parsed_leniently() -> None:
     parsed = parse_message(mail('From: "Boavista <x@gmail.com>\nSubject: s'))
     assert parsed.subject == "s"
