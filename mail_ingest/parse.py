@@ -75,7 +75,9 @@ class ParseError(Exception):
 
 @dataclass(frozen=True)
 class Attachment:
-    filename: str
+    """A leaf part that is not the body: store it, never serve it inline as HTML."""
+
+    filename: str  # safe: see mail_ingest.filenames.safe_filename
     content_type: str
     payload: bytes = field(repr=False)
     sha256: str
@@ -87,6 +89,26 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ParsedMessage:
+    """One message, decoded. Sequences are tuples; every string is valid Unicode.
+
+    - ``message_id``, ``in_reply_to``, ``references``: normalized ``<id>`` forms; ``message_id``
+      is None when the header is missing (see :func:`derived_message_id`).
+    - ``from_address``, ``to``, ``cc``, ``reply_to``: lower-case addresses; ``from_name`` is the
+      decoded display name, for display only; ``from_ambiguous``: see ``_Builder._from``.
+    - ``date``: time-zone aware (UTC when the header says ``-0000``), None when missing or invalid.
+    - ``headers``: the :data:`CLASSIFICATION_HEADERS` present, decoded, by lower-case name.
+    - ``content_type``, ``report_type``: of the top-level part (``multipart/report``,
+      ``delivery-status`` for a DSN).
+    - ``text``: the text/plain body parts, or the HTML converted to text when there is no plain
+      part; ``html_safe``: the HTML body sanitized with nh3, or None; ``tables``: every HTML
+      table as rows of cell strings.
+    - ``attachments``: every other leaf part; ``forwarded``: attached messages (message/rfc822
+      or ``.eml`` files), parsed the same way; ``attached_headers``: header blocks of
+      text/rfc822-headers parts (a bounce's copy of the original); ``delivery_status``: the text
+      of a message/delivery-status part.
+    - ``defects``: what was repaired or left out, for the log; never a reason to reject.
+    """
+
     message_id: str | None
     in_reply_to: str | None
     references: tuple[str, ...]

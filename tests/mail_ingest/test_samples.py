@@ -17,7 +17,7 @@ from mail_ingest.classify import (
     ticket_numbers_in_subject,
 )
 from mail_ingest.extract import extract_customer, looks_like_onboarding
-from tests.mail_ingest.support import INTEGRATOR_DOMAINS, load_sample, sample_names
+from tests.mail_ingest.support import INTEGRATOR_DOMAINS, SAMPLES, load_sample, sample_names
 
 BRT = timezone(timedelta(hours=-3))
 NOTHING = {
@@ -415,3 +415,9 @@ def test_subdomain_sender_and_sanitized_links() -> None:
     assert "javascript:" not in parsed.html_safe
     assert "onclick" not in parsed.html_safe
     assert parsed.tables[0][1] == ("CNPJ/MF:", "09.371.528/0001-41")
+
+
+def test_readme_lists_every_sample() -> None:
+    readme = (SAMPLES / "README.md").read_text(encoding="utf-8")
+    for name in sample_names():
+        assert f"`{name}`" in readme
