@@ -20,7 +20,11 @@ from mail_ingest.charsets import decode_bytes, single_line
 from mail_ingest.labels import Field, fold, label_alone, match_label
 from mail_ingest.parse import Attachment, ParsedMessage
 
+# Bounds that keep hostile input linear: customer data sits in the first lines of a mail.
+MAX_TEXT_CHARS = 500_000
 MAX_LINES = 5000
+MAX_LINE_CHARS = 1000
+MAX_VALUE_CHARS = 500
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
 MAX_CSV_ROWS = 5000
 _MAX_NAME_LENGTH = 200
@@ -74,7 +78,7 @@ def looks_like_onboarding(parsed: ParsedMessage) -> bool:
     collector = _scan(parsed)
     if not collector.labels_seen & {Field.CNPJ, Field.ESTABLISHMENT_CODES}:
         return False
-    return any(_ONBOARDING_WORDS.search(fold(chunk)) for chunk in _prose(parsed))
+    return any(_ONBOARDING_WORDS.search(fold(chunk[:MAX_TEXT_CHARS])) for chunk in _prose(parsed))
 
 
 # -- scanning -------------------------------------------------------------------------------------
@@ -89,7 +93,10 @@ class _Collector:
 
     def add(self, field_: Field, value: str) -> None:
         self.labels_seen.add(field_)
-        value = single_line(value) if field_ is not Field.ESTABLISHMENT_CODES else value
+        if field_ is Field.ESTABLISHMENT_CODES:
+            value = value[: MAX_VALUE_CHARS * 20]  # one code per line or cell
+        else:
+            value = single_line(value[:MAX_VALUE_CHARS])
         if not value.strip(_TRIM):
             return
         if field_ is Field.ESTABLISHMENT_CODES:
@@ -192,7 +199,9 @@ def _scan_uncached(parsed: ParsedMessage) -> _Collector:
 
 def scan_text(collector: _Collector, text: str) -> None:
     """Feed "Label: value" lines (and tab-separated blocks) of ``text`` to ``collector``."""
-    lines = [_QUOTE_PREFIX.sub("", line) for line in text.split("\n")[:MAX_LINES]]
+    lines = [
+        _QUOTE_PREFIX.sub("", line[:MAX_LINE_CHARS]) for line in text[:MAX_TEXT_CHARS].split("\n")[:MAX_LINES]
+    ]
     index = 0
     while index < len(lines):
         line = lines[index]

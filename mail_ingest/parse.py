@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from mail_ingest.charsets import decode_bytes, decode_rfc2047, fix_surrogates, scrub_text, single_line
 from mail_ingest.filenames import safe_filename
-from mail_ingest.htmlparts import Table, extract_tables, html_to_text, parse_html, sanitize_html
+from mail_ingest.htmlparts import Table, extract_tables, html_to_text, parse_html, sanitize_tree
 
 _T = TypeVar("_T")
 
@@ -32,6 +32,7 @@ MAX_MIME_DEPTH = 30
 MAX_FORWARD_DEPTH = 4
 MAX_REFERENCES = 100
 _MAX_ID_LENGTH = 998
+_MAX_FROM_CHARS = 2000
 
 # Headers kept verbatim (decoded, one line) for classification, by lower-case name.
 CLASSIFICATION_HEADERS = (
@@ -194,13 +195,13 @@ class _Builder:
         sanitized: list[str] = []
         html_texts: list[str] = []
         for html in self.htmls:
-            sanitized.append(sanitize_html(html))
             tree = parse_html(html)
             if tree is None:
                 continue
             if not self.texts:
                 html_texts.append(html_to_text(tree))
             tables.extend(self._safely("table extraction failed", extract_tables, tree) or ())
+            sanitized.append(sanitize_tree(tree))
         if not self.texts:
             text = "\n\n".join(t for t in html_texts if t.strip())
 
@@ -371,7 +372,7 @@ class _Builder:
         if not pairs:
             return "", None, False
         name, address = pairs[0]
-        angled = [a.lower() for a in _ANGLE_ADDRESS.findall(raw_headers.get("from", ""))]
+        angled = [a.lower() for a in _ANGLE_ADDRESS.findall(raw_headers.get("from", "")[:_MAX_FROM_CHARS])]
         ambiguous = len(pairs) > 1 or self._from_invalid or any(candidate != address for candidate in angled)
         if ambiguous:
             self.defects.append("ambiguous From header: the sender cannot be trusted")

@@ -57,3 +57,9 @@ def test_parsed_message_html_safe_is_sanitized() -> None:
     for needle in ("onclick", "<script", "javascript:"):
         assert needle not in parsed.html_safe
     assert "alert" not in parsed.text
+
+
+def test_deeply_nested_markup_is_capped_before_sanitizing() -> None:
+    # nh3's parser is quadratic on deep nesting; lxml's depth cap must come first.
+    cleaned = sanitize_html("<div>" * 5000 + "fundo")
+    assert 0 < cleaned.count("<div>") <= 256
