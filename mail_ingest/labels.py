@@ -71,6 +71,7 @@ _PATTERNS: tuple[tuple[Field, str, _Mode], ...] = (
     ),
 )
 
+MAX_LINE_CHARS = 1000
 _PREFIX = r"^[\s>*•·\-–—]*"
 _LABEL_END = r"(?![a-z0-9])[ \t]*(?:\([a-z \t/.,;-]{1,40}\)[ \t]*)?(?:n[o°]\.?[ \t]*)?"
 _SEPARATOR = {
@@ -133,28 +134,30 @@ def match_label(line: str) -> list[LabelMatch]:
     """The label/value pairs on one line: empty when the line does not start with a label.
 
     A label alone (``"CNPJ:"``) yields one match with an empty value; the caller may look for the
-    value on the next line.
+    value on the next line. Only the first :data:`MAX_LINE_CHARS` characters are read.
     """
+    line = line[:MAX_LINE_CHARS]
     folded = fold(line)
-    if not _STARTS_WITH_LABEL.match(folded):
-        return []
-    alone = label_alone(line, folded)
-    if alone is not None:
-        return [LabelMatch(alone, "", folded.rstrip().endswith((":", "=", "-", "–", "—")))]
-    best: tuple[int, Field] | None = None
-    for label in _LABELS:
-        found = label.with_value.match(folded)
-        if found and (best is None or found.end() > best[0]):
-            best = (found.end(), label.field)
-    if best is None:
-        return []
-    end, field = best
-    rest, rest_folded = line[end:], folded[end:]
-    cut = _MIDLINE_LABEL.search(rest_folded)
-    value = rest[: cut.start()] if cut else rest
-    matches = [LabelMatch(field, value.strip(), True)]
-    if cut:
-        matches.extend(match_label(rest[cut.start() :]))
+    matches: list[LabelMatch] = []
+    while _STARTS_WITH_LABEL.match(folded):
+        alone = label_alone(line, folded)
+        if alone is not None:
+            matches.append(LabelMatch(alone, "", folded.rstrip().endswith((":", "=", "-", "–", "—"))))
+            break
+        best: tuple[int, Field] | None = None
+        for label in _LABELS:
+            found = label.with_value.match(folded)
+            if found and (best is None or found.end() > best[0]):
+                best = (found.end(), label.field)
+        if best is None:
+            break
+        end, field = best
+        cut = _MIDLINE_LABEL.search(folded, end)
+        value_end = cut.start() if cut else len(line)
+        matches.append(LabelMatch(field, line[end:value_end].strip(), True))
+        if cut is None:
+            break
+        line, folded = line[value_end:], folded[value_end:]
     return matches
 
 

@@ -508,3 +508,8 @@ def test_extraction_never_raises_on_tables(rows: list[list[str]]) -> None:
     )
     customer = from_html(body)
     assert isinstance(customer, CustomerData)
+
+
+def test_long_lines_and_subjects_of_repeated_labels() -> None:
+    parsed = parsed_text("EC: 1234567 " * 50_000, subject="EC: 7654321 " * 50_000)
+    assert extract_customer(parsed).establishment_codes[:2] == ("1234567", "7654321")
