@@ -1,0 +1,139 @@
+"""Pure classification helpers: auto-replies and bounces, integrator senders, ticket numbers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from mail_ingest.labels import fold
+from mail_ingest.parse import ParsedMessage, normalize_message_id
+
+AUTO_REPLY = "auto_reply"
+BOUNCE = "bounce"
+
+# Ticket numbers as they appear in our subjects: "[#EX-000123]". The '#' is optional when matching.
+TICKET_NUMBER = re.compile(r"(?<![A-Za-z0-9])#?(EX-\d{6})(?!\d)", re.IGNORECASE)
+
+_BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
+_BULK_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply", "list"})
+# Subject starts (folded: lower case, no accents) of out-of-office and other automatic answers.
+_AUTO_REPLY_SUBJECTS = (
+    "resposta automatica",
+    "ausencia temporaria",
+    "out of office",
+    "automatic reply",
+    "auto reply",
+    "auto-reply",
+    "autoreply",
+    "respuesta automatica",
+    "fora do escritorio",
+    "ausente do escritorio",
+    "estou ausente",
+    "em ferias",
+)
+_BOUNCE_SUBJECTS = (
+    "undelivered mail returned to sender",
+    "delivery status notification",
+    "mail delivery failed",
+    "mail delivery failure",
+    "delivery failure",
+    "undeliverable:",
+    "undeliverable mail",
+    "returned mail:",
+    "failure notice",
+    "nao foi possivel entregar",
+    "falha na entrega",
+    "mensagem nao entregue",
+    "notificacao de status de entrega",
+)
+_SUBJECT_PREFIX = re.compile(r"^(?:\s*(?:re|res|fw|fwd|enc|tr|aw|wg)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_BODY_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+
+
+def auto_reply_kind(parsed: ParsedMessage) -> str | None:
+    """``"bounce"``, ``"auto_reply"`` or None for mail a person wrote.
+
+    Bounces are recognised first because mail servers also mark them ``Auto-Submitted``.
+    Integrator systems may legitimately mark their notices ``Auto-Submitted: auto-generated``:
+    the caller decides whether such a notice still opens a ticket (it must never be answered
+    automatically either way).
+    """
+    if _is_bounce(parsed):
+        return BOUNCE
+    if _is_auto_reply(parsed):
+        return AUTO_REPLY
+    return None
+
+
+def bounce_original_message_id(parsed: ParsedMessage) -> str | None:
+    """The Message-ID of the message that bounced, from the DSN's copy of its headers."""
+    for headers in parsed.attached_headers:
+        found = normalize_message_id(headers.get("message-id"))
+        if found:
+            return found
+    for inner in parsed.forwarded:
+        if inner.message_id:
+            return inner.message_id
+    match = _BODY_MESSAGE_ID.search(parsed.text)
+    return match.group(1) if match else None
+
+
+def is_integrator_sender(parsed: ParsedMessage, domains: Iterable[str]) -> bool:
+    """True when the From address (never the display name) is in one of ``domains`` or below.
+
+    A From header that can be read as more than one address is never the integrator.
+    """
+    address = parsed.from_address or ""
+    if parsed.from_ambiguous or "@" not in address:
+        return False
+    domain = address.rsplit("@", 1)[1].strip().rstrip(".").lower()
+    if not domain or not re.fullmatch(r"[a-z0-9.-]+", domain):
+        return False
+    for candidate in domains:
+        wanted = candidate.strip().lstrip("@").rstrip(".").lower()
+        if wanted and (domain == wanted or domain.endswith("." + wanted)):
+            return True
+    return False
+
+
+def parse_domains(setting: str | None) -> tuple[str, ...]:
+    """The ``INTEGRATOR_DOMAINS`` setting (comma separated) as clean lower-case domains."""
+    return tuple(
+        d for d in (part.strip().lstrip("@").rstrip(".").lower() for part in (setting or "").split(",")) if d
+    )
+
+
+def ticket_numbers_in_subject(subject: str) -> list[str]:
+    """Ticket numbers such as ``EX-000123`` (upper case, without '#'), in order, unique."""
+    return list(dict.fromkeys(number.upper() for number in TICKET_NUMBER.findall(subject or "")))
+
+
+def _is_bounce(parsed: ParsedMessage) -> bool:
+    if parsed.content_type == "multipart/report" and parsed.report_type in (None, "delivery-status"):
+        return True
+    if parsed.delivery_status is not None:
+        return True
+    if parsed.headers.get("x-failed-recipients"):
+        return True
+    local = (parsed.from_address or "").split("@", 1)[0]
+    if local in _BOUNCE_SENDERS:
+        return True
+    subject = fold(_SUBJECT_PREFIX.sub("", parsed.subject)).strip()
+    return subject.startswith(_BOUNCE_SUBJECTS)
+
+
+def _is_auto_reply(parsed: ParsedMessage) -> bool:
+    headers = parsed.headers
+    auto_submitted = headers.get("auto-submitted", "").split(";", 1)[0].strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return True
+    if "x-autoreply" in headers or "x-autorespond" in headers:
+        return True
+    if headers.get("x-autogenerated", "").strip().lower() == "reply":
+        return True
+    if headers.get("precedence", "").strip().lower() in _BULK_PRECEDENCE:
+        return True
+    if parsed.content_type == "multipart/report":  # read receipts and other non-delivery reports
+        return True
+    subject = fold(parsed.subject).strip()
+    return subject.startswith(_AUTO_REPLY_SUBJECTS)
