@@ -581,25 +581,10 @@ class _Run:
             self.left_recs.extend(self.recs_of(recs if type(recs) is list else [recs]))
             return
         if type(recs) is not list:
-            # The common case: one receipt and the installment rows of one sale.
-            rec = recs
-            if type(rows) is not list:
-                plain = rows.event_type is _SALE
-                rows = [rows]
-            else:
-                plain = _one_plain_sale(rows)
-                if plain:
-                    rows.sort(key=_NUMBER)
-            if plain:
-                primary = rows[0]
-                r_day = self.day_of(rec)
-                s_day = primary.sale_date.toordinal()
-                if r_day <= A and s_day <= A:
-                    rule = RULE_A if -1 <= r_day - s_day <= 1 else RULE_A_DATE
-                    ids = (_ident(rec.nsu), _ident(rec.authorization_code))
-                    self.emit_pair(rec, ids, primary, ids, rows, [], rule)
-                    return
-            recs = [rec]
+            rows = rows if type(rows) is list else [rows]
+            if self.try_pair(recs, rows, RULE_A):
+                return
+            recs = [recs]
         elif type(rows) is not list:
             rows = [rows]
         r_list = self.recs_of(recs)
@@ -620,6 +605,31 @@ class _Run:
                 s, rule = pair
                 self.emit_pair(r.rec, (r.nsu, r.auth), s.primary, (s.nsu, s.auth), s.rows, s.events, rule)
         self.left_sales.extend(s for s in s_list if s.pair is None)
+
+    def try_pair(self, rec: Receipt, rows: list[StatementRow], rule: str) -> bool:
+        """Pair one receipt with the rows of its bucket when they are exactly one plain sale.
+
+        No duplicate can hide there (a copy would share the bucket), nothing else competes for
+        them, and both are dated up to `as_of`; otherwise the bucket takes the general path.
+        """
+        if len(rows) == 1:
+            if rows[0].event_type is not _SALE:
+                return False
+        elif _one_plain_sale(rows):
+            rows.sort(key=_NUMBER)
+        else:
+            return False
+        primary = rows[0]
+        r_day = rec.sale_datetime.astimezone(self.zone).toordinal()
+        s_day = primary.sale_date.toordinal()
+        if r_day > self.as_of_ord or s_day > self.as_of_ord:
+            return False
+        if rule is RULE_A and not -1 <= r_day - s_day <= 1:
+            rule = RULE_A_DATE
+        r_ids = (_ident(rec.nsu), _ident(rec.authorization_code))
+        s_ids = (_ident(primary.nsu), _ident(primary.authorization_code))
+        self.emit_pair(rec, r_ids, primary, s_ids, rows, [], rule)
+        return True
 
     def recs_of(self, recs: list[Receipt]) -> list[_Rec]:
         """Receipts of one group, without their duplicates."""
@@ -813,44 +823,14 @@ def _reconcile(
     receipts: list[Receipt], rows: list[StatementRow], as_of: date, lookback_days: int, zone: tzinfo
 ) -> ReconResult:
     run = _Run(as_of, lookback_days, zone)
-    buckets: dict[tuple[str, str, str], list[Any]] = {}
-    get = buckets.get
+    # Both NSU and authorization: rule (a) buckets. Neither, but a txid: txid buckets (no rule
+    # before (c) can touch them). Anything else: the general path.
+    buckets: dict[tuple[str, ...], list[Any]] = {}
+    txid_buckets: dict[tuple[str, ...], list[Any]] = {}
     other_recs: list[Receipt] = []
-    for rec in receipts:
-        nsu, auth = rec.nsu, rec.authorization_code
-        if nsu is None or auth is None:
-            other_recs.append(rec)
-            continue
-        key = (rec.establishment_code, nsu.lstrip("0") or "0", auth.lstrip("0") or "0")
-        b = get(key)
-        if b is None:
-            buckets[key] = [rec, None]
-        else:
-            seen = b[0]
-            if seen is None:
-                b[0] = rec
-            elif type(seen) is list:
-                seen.append(rec)
-            else:
-                b[0] = [seen, rec]
     other_rows: list[StatementRow] = []
-    for row in rows:
-        nsu, auth = row.nsu, row.authorization_code
-        if nsu is None or auth is None:
-            other_rows.append(row)
-            continue
-        key = (row.establishment_code, nsu.lstrip("0") or "0", auth.lstrip("0") or "0")
-        b = get(key)
-        if b is None:
-            buckets[key] = [None, row]
-        else:
-            seen = b[1]
-            if seen is None:
-                b[1] = row
-            elif type(seen) is list:
-                seen.append(row)
-            else:
-                b[1] = [seen, row]
+    _index(receipts, 0, buckets, txid_buckets, other_recs)
+    _index(rows, 1, buckets, txid_buckets, other_rows)
 
     # The common bucket, inline: one receipt, one retorno sale row, both dated up to `as_of`,
     # dates at most a day apart and nothing differing. Anything else goes to `run.bucket`.
@@ -887,6 +867,17 @@ def _reconcile(
     run.receipt_counts[matched] += fast
     run.statement_counts[matched] += fast
     run.pairs += fast
+    try_pair = run.try_pair
+    for recs, bucket_rows in txid_buckets.values():
+        if type(recs) is Receipt and bucket_rows is not None:
+            bucket_rows = bucket_rows if type(bucket_rows) is list else [bucket_rows]
+            if try_pair(recs, bucket_rows, RULE_C_TXID):
+                continue
+        for found, other in ((recs, other_recs), (bucket_rows, other_rows)):
+            if type(found) is list:
+                other.extend(found)
+            elif found is not None:
+                other.append(found)
     run.left_recs.extend(run.recs_of(other_recs))
     run.left_sales.extend(run.sales_of(other_rows))
     run.general()
@@ -903,6 +894,40 @@ def _reconcile(
         divergence_counts=run.divergence_counts,
         pairs=run.pairs,
     )
+
+
+def _index(
+    records: list[Any],
+    side: int,
+    by_ids: dict[tuple[str, ...], list[Any]],
+    by_txid: dict[tuple[str, ...], list[Any]],
+    others: list[Any],
+) -> None:
+    """Put each record in its bucket, at `side` (0: receipts, 1: retorno rows)."""
+    get_ids, get_txid = by_ids.get, by_txid.get
+    for rec in records:
+        nsu, auth = rec.nsu, rec.authorization_code
+        if nsu is not None and auth is not None:
+            key: tuple[str, ...] = (rec.establishment_code, nsu.lstrip("0") or "0", auth.lstrip("0") or "0")
+            b = get_ids(key)
+            target = by_ids
+        elif nsu is None and auth is None and rec.txid is not None:
+            key = (rec.establishment_code, rec.txid.lower())
+            b = get_txid(key)
+            target = by_txid
+        else:
+            others.append(rec)
+            continue
+        if b is None:
+            target[key] = [rec, None] if side == 0 else [None, rec]
+        else:
+            seen = b[side]
+            if seen is None:
+                b[side] = rec
+            elif type(seen) is list:
+                seen.append(rec)
+            else:
+                b[side] = [seen, rec]
 
 
 def _check_counts(

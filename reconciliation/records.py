@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 BUSINESS_TIMEZONE = "America/Sao_Paulo"
@@ -160,9 +161,13 @@ def _int(value: object, column: str, minimum: int | None = None) -> int:
     return value
 
 
-def _set_if_changed(obj: object, name: str, old: object, new: object) -> None:
-    if new is not old and (new != old or type(new) is not type(old)):
-        object.__setattr__(obj, name, new)
+def _is_date(value: object) -> bool:
+    return type(value) is date or (isinstance(value, date) and not isinstance(value, datetime))
+
+
+# The checks below are inlined on purpose: 600,000 records are built per reconciliation run, and
+# the common case (already canonical) must cost a comparison, not a function call per field.
+_fix = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,33 +195,42 @@ class Receipt:
     corrected_on: date | None = None
 
     def __post_init__(self) -> None:
-        s = _set_if_changed
-        s(self, "sale_id", self.sale_id, _required_id(self.sale_id, "sale_id"))
-        s(
-            self,
-            "establishment_code",
-            self.establishment_code,
-            _required_code(self.establishment_code, "establishment_code"),
-        )
-        dt = self.sale_datetime
-        if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
-            raise ValueError(f"sale_datetime deve ter fuso horário, recebido {dt!r}")
-        _int(self.amount_cents, "amount", minimum=1)
-        s(self, "payment_type", self.payment_type, parse_payment_type(self.payment_type))
-        s(self, "brand", self.brand, norm_text(self.brand, "brand"))
-        s(self, "acquirer", self.acquirer, norm_text(self.acquirer, "acquirer"))
-        _int(self.installments, "installments", minimum=1)
-        s(self, "authorization_code", self.authorization_code, norm_code(self.authorization_code))
-        s(self, "nsu", self.nsu, norm_code(self.nsu))
-        s(self, "origin", self.origin, _enum(Origin, self.origin, "origin"))
-        s(self, "tid", self.tid, norm_code(self.tid))
-        s(self, "txid", self.txid, norm_plain(self.txid))
-        s(self, "terminal", self.terminal, norm_code(self.terminal))
-        s(self, "cnpj", self.cnpj, norm_plain(self.cnpj))
-        if self.corrected_on is not None and (
-            not isinstance(self.corrected_on, date) or isinstance(self.corrected_on, datetime)
-        ):
-            raise ValueError(f"corrected_on deve ser uma data, recebido {self.corrected_on!r}")
+        v: Any = self.sale_id
+        if type(v) is not str or not v or v != v.strip():
+            _fix(self, "sale_id", _required_id(v, "sale_id"))
+        v = self.establishment_code
+        if type(v) is not str or not v or v != v.strip().upper():
+            _fix(self, "establishment_code", _required_code(v, "establishment_code"))
+        v = self.sale_datetime
+        if not isinstance(v, datetime) or v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError(f"sale_datetime deve ter fuso horário, recebido {v!r}")
+        v = self.amount_cents
+        if type(v) is not int or v < 1:
+            _int(v, "amount", minimum=1)
+        if type(self.payment_type) is not PaymentType:
+            _fix(self, "payment_type", parse_payment_type(self.payment_type))
+        v = self.brand
+        if type(v) is not str or not v or v != v.strip().lower():
+            _fix(self, "brand", norm_text(v, "brand"))
+        v = self.acquirer
+        if type(v) is not str or not v or v != v.strip().lower():
+            _fix(self, "acquirer", norm_text(v, "acquirer"))
+        v = self.installments
+        if type(v) is not int or v < 1:
+            _int(v, "installments", minimum=1)
+        for name in ("authorization_code", "nsu", "tid", "terminal"):
+            v = getattr(self, name)
+            if v is not None and (type(v) is not str or not v or v != v.strip().upper()):
+                _fix(self, name, norm_code(v))
+        for name in ("txid", "cnpj"):
+            v = getattr(self, name)
+            if v is not None and (type(v) is not str or not v or v != v.strip()):
+                _fix(self, name, norm_plain(v))
+        if type(self.origin) is not Origin:
+            _fix(self, "origin", _enum(Origin, self.origin, "origin"))
+        v = self.corrected_on
+        if v is not None and not _is_date(v):
+            raise ValueError(f"corrected_on deve ser uma data, recebido {v!r}")
 
     def local_date(self, tz: tzinfo | None = None) -> date:
         """The sale date in the business time zone."""
@@ -250,42 +264,56 @@ class StatementRow:
     event_type: EventType = EventType.SALE
 
     def __post_init__(self) -> None:
-        s = _set_if_changed
-        s(self, "record_id", self.record_id, _required_id(self.record_id, "record_id"))
-        s(
-            self,
-            "establishment_code",
-            self.establishment_code,
-            _required_code(self.establishment_code, "establishment_code"),
-        )
-        s(self, "acquirer", self.acquirer, norm_text(self.acquirer, "acquirer"))
-        s(self, "brand", self.brand, norm_text(self.brand, "brand"))
-        s(self, "payment_type", self.payment_type, parse_payment_type(self.payment_type))
-        if not isinstance(self.sale_date, date) or isinstance(self.sale_date, datetime):
+        v: Any = self.record_id
+        if type(v) is not str or not v or v != v.strip():
+            _fix(self, "record_id", _required_id(v, "record_id"))
+        v = self.establishment_code
+        if type(v) is not str or not v or v != v.strip().upper():
+            _fix(self, "establishment_code", _required_code(v, "establishment_code"))
+        v = self.acquirer
+        if type(v) is not str or not v or v != v.strip().lower():
+            _fix(self, "acquirer", norm_text(v, "acquirer"))
+        v = self.brand
+        if type(v) is not str or not v or v != v.strip().lower():
+            _fix(self, "brand", norm_text(v, "brand"))
+        if type(self.payment_type) is not PaymentType:
+            _fix(self, "payment_type", parse_payment_type(self.payment_type))
+        if not _is_date(self.sale_date):
             raise ValueError(f"sale_date deve ser uma data, recebido {self.sale_date!r}")
-        if self.sale_time is not None and not isinstance(self.sale_time, time):
-            raise ValueError(f"sale_time deve ser um horário, recebido {self.sale_time!r}")
-        s(self, "authorization_code", self.authorization_code, norm_code(self.authorization_code))
-        s(self, "nsu", self.nsu, norm_code(self.nsu))
-        s(self, "tid", self.tid, norm_code(self.tid))
-        s(self, "txid", self.txid, norm_plain(self.txid))
-        _int(self.installments, "installments", minimum=1)
-        _int(self.installment_number, "installment_number", minimum=1)
-        if self.installment_number > self.installments:
-            raise ValueError(
-                f"installment_number {self.installment_number} maior que installments {self.installments}"
-            )
-        _int(self.sale_amount_cents, "sale_amount", minimum=1)
-        _int(self.gross_amount_cents, "gross_amount")
-        _int(self.fee_amount_cents, "fee_amount")
-        _int(self.net_amount_cents, "net_amount")
-        if not isinstance(self.expected_payment_date, date) or isinstance(
-            self.expected_payment_date, datetime
+        v = self.sale_time
+        if v is not None and not isinstance(v, time):
+            raise ValueError(f"sale_time deve ser um horário, recebido {v!r}")
+        for name in ("authorization_code", "nsu", "tid"):
+            v = getattr(self, name)
+            if v is not None and (type(v) is not str or not v or v != v.strip().upper()):
+                _fix(self, name, norm_code(v))
+        v = self.txid
+        if v is not None and (type(v) is not str or not v or v != v.strip()):
+            _fix(self, "txid", norm_plain(v))
+        installments, number = self.installments, self.installment_number
+        if type(installments) is not int or installments < 1:
+            _int(installments, "installments", minimum=1)
+        if type(number) is not int or number < 1:
+            _int(number, "installment_number", minimum=1)
+        if number > installments:
+            raise ValueError(f"installment_number {number} maior que installments {installments}")
+        v = self.sale_amount_cents
+        if type(v) is not int or v < 1:
+            _int(v, "sale_amount", minimum=1)
+        if not (
+            type(self.gross_amount_cents) is int
+            and type(self.fee_amount_cents) is int
+            and type(self.net_amount_cents) is int
         ):
+            _int(self.gross_amount_cents, "gross_amount")
+            _int(self.fee_amount_cents, "fee_amount")
+            _int(self.net_amount_cents, "net_amount")
+        if not _is_date(self.expected_payment_date):
             raise ValueError(
                 f"expected_payment_date deve ser uma data, recebido {self.expected_payment_date!r}"
             )
-        s(self, "event_type", self.event_type, _enum(EventType, self.event_type, "event_type"))
+        if type(self.event_type) is not EventType:
+            _fix(self, "event_type", _enum(EventType, self.event_type, "event_type"))
 
 
 def split_installments(total_cents: int, installments: int) -> list[int]:

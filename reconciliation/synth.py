@@ -13,6 +13,7 @@ unambiguous.
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 from collections.abc import Sequence
@@ -87,6 +88,8 @@ _PAYMENT_WEIGHTS = (
     (PaymentType.VOUCHER, 6),
     (PaymentType.WALLET, 6),
 )
+_ORIGIN_WEIGHTS = ((Origin.SALE, 90), (Origin.INVOICE_PAYMENT, 7), (Origin.OTHER_RECEIPT, 3))
+_FEE_RATES = {PaymentType.DEBIT: 0.011, PaymentType.PIX: 0.0, PaymentType.VOUCHER: 0.05}
 _INSTALLMENT_WEIGHTS = ((1, 55), (2, 12), (3, 12), (4, 5), (5, 4), (6, 5), (10, 4), (12, 3))
 _TXID_ALPHABET = string.ascii_letters + string.digits
 _B36 = string.digits + string.ascii_uppercase
@@ -116,6 +119,7 @@ class _Gen:
         self._auths = iter(rng.sample(range(36**5, 36**6), pool))
         self.next_record = 1_000_000_000
         self.used_pix_slots: dict[tuple[str, int], list[float]] = {}
+        self._tables: dict[int, tuple[list[object], list[int]]] = {}
 
     def nsu(self) -> str:
         return str(next(self._nsus))
@@ -136,9 +140,11 @@ class _Gen:
         return str(self.next_record)
 
     def weighted(self, pairs: Sequence[tuple[object, int]]) -> object:
-        values = [p[0] for p in pairs]
-        weights = [p[1] for p in pairs]
-        return self.rng.choices(values, weights)[0]
+        table = self._tables.get(id(pairs))
+        if table is None:
+            cumulative = list(itertools.accumulate(p[1] for p in pairs))
+            table = self._tables[id(pairs)] = ([p[0] for p in pairs], cumulative)
+        return self.rng.choices(table[0], cum_weights=table[1])[0]
 
     def free_pix_amount(self, est: str, amount: int, ts: float) -> int:
         """Nudge the amount until no other txid-less Pix of the establishment is near in time.
@@ -256,9 +262,7 @@ def generate(
         if fault == AMOUNT and is_instant and txid is None:
             fault = None  # a txid-less Pix pairs on its amount: a changed amount is a missing sale
         brand = _brand_for(gen, payment_type)
-        origin: Origin = gen.weighted(  # type: ignore[assignment]
-            ((Origin.SALE, 90), (Origin.INVOICE_PAYMENT, 7), (Origin.OTHER_RECEIPT, 3))
-        )
+        origin: Origin = gen.weighted(_ORIGIN_WEIGHTS)  # type: ignore[assignment]
         receipt = Receipt(
             sale_id=f"{i + 1:0{pad}d}",
             establishment_code=est,
@@ -309,9 +313,7 @@ def generate(
         if fault == LATE_CAPTURE and captured.date() == sold_at.date():
             captured = datetime.combine(day + timedelta(days=1), time(0, 1), tzinfo=zone)
         s_day = captured.date()
-        fee_rate = {PaymentType.DEBIT: 0.011, PaymentType.PIX: 0.0, PaymentType.VOUCHER: 0.05}.get(
-            s_type, 0.025
-        )
+        fee_rate = _FEE_RATES.get(s_type, 0.025)
         sale_rows: list[StatementRow] = []
         for number, gross in enumerate(split_installments(s_amount, s_inst), start=1):
             fee = round(gross * fee_rate)
