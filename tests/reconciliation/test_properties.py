@@ -13,7 +13,7 @@ from reconciliation.records import EventType, PaymentType, Receipt, StatementRow
 from tests.reconciliation.factories import TZ, event, rows_like
 
 BASE = datetime(2024, 3, 1, 8, 0, tzinfo=TZ)
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

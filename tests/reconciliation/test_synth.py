@@ -103,3 +103,23 @@ def _assert_expected(data: synth.SyntheticData, result) -> None:
         ):
             wrong.append((kind, record_id, expected, got))
     assert not wrong, wrong[:5]
+
+
+def test_retorno_for_a_remessa_answers_every_receipt_with_expectations() -> None:
+    sales = synth.generate(800, seed=4, start_date=date(2024, 3, 1), days=4, establishments=2)
+    answer = synth.retorno_for(sales.receipts, seed=11, fault_rate=0.5, first_record_id=5_000_000)
+    assert answer.receipts == sales.receipts
+    assert min(int(r.record_id) for r in answer.statement_rows) >= 5_000_000
+    result = reconcile(answer.receipts, answer.statement_rows, as_of=date(2024, 3, 4))
+    _assert_expected(answer, result)
+    assert result.receipt_status_counts[Status.DIVERGENT] > 0
+    assert result.statement_status_counts[Status.DUPLICATE] > 0
+    clean = synth.retorno_for(sales.receipts, seed=11)
+    # A day later, so that a sale captured after the last midnight is in too.
+    clean_result = reconcile(clean.receipts, clean.statement_rows, as_of=date(2024, 3, 5))
+    assert {o.status for o in clean_result.receipts.values()} == {Status.MATCHED}
+
+
+def test_retorno_for_refuses_erp_side_faults() -> None:
+    with pytest.raises(ValueError, match="unknown faults"):
+        synth.retorno_for([], seed=1, faults=[synth.MISSING_ERP])
