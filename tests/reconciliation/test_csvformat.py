@@ -220,6 +220,11 @@ def test_missing_required_column_fails_before_any_row() -> None:
         read_receipts(io.BytesIO(data), TZ)  # raised on the call, not on the first row
 
 
+def test_text_stream_is_refused_with_a_clear_reason() -> None:
+    with pytest.raises(TypeError, match="rb"):
+        read_receipts(io.StringIO(RECEIPT_HEADER), TZ)  # type: ignore[arg-type]
+
+
 def test_empty_file_is_a_format_error() -> None:
     with pytest.raises(FormatError, match="vazio"):
         read_receipts(io.BytesIO(b""), TZ)
