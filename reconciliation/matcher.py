@@ -23,8 +23,14 @@ Steps:
 Layout, for speed: every record carrying both NSU and authorization code lands in one bucket per
 (establishment, NSU, authorization) together with its duplicates, its installment and event rows
 and its rule (a) counterparts, so steps 1 to 3(a) run bucket by bucket, and the common bucket
-(one receipt, the rows of one sale) takes a short path. Records without both identifiers and
-those rule (a) leaves unpaired go through the general path, which is small.
+(one receipt, the rows of one plain sale) takes a short path. Records with neither identifier but
+a txid are bucketed by (establishment, txid) the same way: no rule before (c) can touch them.
+Everything else, and whatever a bucket leaves unpaired, goes through the general path, which is
+small. A bucket too crowded to compare all against all (placeholder identifiers) is only matched
+within equal amounts (`GREEDY_LIMIT`).
+
+Pairing, grouping and duplicates never cross establishments, so reconciling each establishment
+apart gives the same outcomes (less memory for a caller with millions of records).
 """
 
 from __future__ import annotations
