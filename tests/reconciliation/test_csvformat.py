@@ -146,6 +146,16 @@ def test_utf8_bom_is_accepted() -> None:
     assert isinstance(r, Receipt) and r.sale_id == "V1"
 
 
+def test_excel_style_file_with_bom_quotes_crlf_and_semicolons() -> None:
+    header = ";".join(f'"{c}"' for c in RECEIPT_HEADER.split(","))
+    line = '"V1";"1";"14/03/2024 10:00:00";"1.234,56";"Crédito";"Visa";"Cielo";"3";"a";"1";"sale"'
+    data = ("\ufeff" + header + "\r\n" + line + "\r\n\r\n").encode()
+    [(number, r)] = receipts_of(data)
+    assert number == 2
+    assert isinstance(r, Receipt)
+    assert (r.amount_cents, r.installments, r.brand, r.authorization_code) == (123_456, 3, "visa", "A")
+
+
 def test_windows_1252_is_detected() -> None:
     text = (
         RECEIPT_HEADER + ",terminal\nV1,1,14/03/2024 10:00:00,1.00,débito,elo,rede,1,1,1,sale,Loja São João\n"
