@@ -122,9 +122,12 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
 
 
 def _template_globals() -> dict[str, Any]:
-    def page_url(number: int) -> str:
+    def page_url(number: int, endpoint: str | None = None) -> str:
+        """This listing's URL at page `number`, keeping its filters (`endpoint` when rendered by a POST)."""
         args = request.args.to_dict()
         args["page"] = str(number)
+        if endpoint is not None:
+            return url_for(endpoint, **args)
         return url_for(request.endpoint or "web.home", **(request.view_args or {}), **args)
 
     nav = []

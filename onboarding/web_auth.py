@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, flash, redirect, render_template, request, session, url_for
+from flask import Flask, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -69,6 +69,11 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _fresh_session() -> None:
+    session.clear()
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)  # token cached for the old one
+
+
 @bp.before_request
 def _require_login() -> ResponseReturnValue | None:
     if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
@@ -89,7 +94,7 @@ def login() -> ResponseReturnValue:
             flash(reason or "E-mail ou senha incorretos.", "error")
             return render_template("onboarding/login.html", form=form), 401
         target = _safe_next(request.args.get("next"))
-        session.clear()  # a fresh session on sign-in: no fixation
+        _fresh_session()  # no fixation: nothing of the anonymous session survives
         login_user(WebUser(user))
         session.permanent = True
         return redirect(target, code=303)
@@ -100,7 +105,7 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     logout_user()
-    session.clear()
+    _fresh_session()
     flash("Você saiu do sistema.", "info")
     return redirect(url_for("web.login"), code=303)
 
