@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from onboarding import auth, db
+from onboarding.models import User
 from tests.onboarding.helpers import make_users, snapshot
 
 
@@ -38,6 +40,11 @@ def db_session(app: Flask) -> Iterator[Session]:
 def db_snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
     with db_session(app) as session:
         return snapshot(session)
+
+
+def load_users(session: Session) -> dict[str, User]:
+    """The users of `users`/make_users, keyed as make_users keys them (agent, developer, ..., agent2)."""
+    return {u.email.split("@")[0]: u for u in session.scalars(select(User))}
 
 
 @pytest.fixture
