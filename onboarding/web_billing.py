@@ -27,7 +27,7 @@ VIEWS = {
 
 @bp.get("/billing")
 def billing_queue() -> ResponseReturnValue:
-    refused = require_roles(FINANCE_ROLES, "A fila do financeiro")
+    refused = require_roles(FINANCE_ROLES, "ver a fila do financeiro")
     if refused is not None:
         return refused
     view = request.args.get("view", "requested")

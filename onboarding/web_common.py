@@ -47,14 +47,29 @@ def refused_page(message: str, status: int = 403) -> ResponseReturnValue:
     return render_template("onboarding/refused.html", message=message), status
 
 
-def require_roles(roles: Iterable[str], what: str) -> ResponseReturnValue | None:
-    """None when the user may see the page, else the refusal page (403) saying who may."""
+def roles_sentence(roles: Iterable[str]) -> str:
+    """ "os perfis Administração ou Financeiro" / "o perfil Financeiro"."""
+    labels = sorted(ROLE_LABELS.get(r, r) for r in set(roles))
+    if len(labels) == 1:
+        return f"o perfil {labels[0]}"
+    return f"os perfis {', '.join(labels[:-1])} ou {labels[-1]}"
+
+
+def role_refusal(roles: Iterable[str], action: str) -> str:
+    """E.g. "Somente os perfis Administração ou Financeiro podem ver a fila do financeiro; seu perfil é
+    Desenvolvimento." """
+    allowed = list(set(roles))
+    verb = "pode" if len(allowed) == 1 else "podem"
+    mine = ROLE_LABELS.get(actor().role, actor().role)
+    return f"Somente {roles_sentence(allowed)} {verb} {action}; seu perfil é {mine}."
+
+
+def require_roles(roles: Iterable[str], action: str) -> ResponseReturnValue | None:
+    """None when the user may do `action` (an infinitive phrase), else the refusal page (403)."""
     allowed = set(roles)
     if actor().role in allowed:
         return None
-    who = ", ".join(sorted(ROLE_LABELS[r] for r in allowed if r in ROLE_LABELS))
-    mine = ROLE_LABELS.get(actor().role, actor().role)
-    return refused_page(f"{what} é restrito a: {who}. Seu perfil é {mine}.")
+    return refused_page(role_refusal(allowed, action))
 
 
 def run_action(

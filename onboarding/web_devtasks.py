@@ -29,7 +29,7 @@ VIEWS = {
 
 @bp.get("/dev-tasks")
 def dev_queue() -> ResponseReturnValue:
-    refused = require_roles(DEVELOPER_ROLES, "A fila do desenvolvimento")
+    refused = require_roles(DEVELOPER_ROLES, "ver a fila do desenvolvimento")
     if refused is not None:
         return refused
     view = request.args.get("view", "active")

@@ -92,7 +92,7 @@ def ticket_queue() -> ResponseReturnValue:
 
 @bp.route("/tickets/new", methods=["GET", "POST"])
 def new_ticket() -> ResponseReturnValue:
-    refused = require_roles(AGENT_ROLES, "Abrir chamados")
+    refused = require_roles(AGENT_ROLES, "abrir chamados")
     form = OpenTicketForm()
     if request.method == "POST" and refused is None and form.validate_on_submit():
         return run_action(

@@ -22,7 +22,7 @@ from onboarding.models import (
     User,
 )
 from onboarding.web_billing import BILLING_STATUS_LABELS
-from onboarding.web_common import AGENT_ROLES, ROLE_LABELS, actor, bp, run_action
+from onboarding.web_common import AGENT_ROLES, actor, bp, role_refusal, run_action
 from onboarding.web_devtasks import DEV_STATUS_LABELS
 from onboarding.web_hooks import contributed_panels
 from onboarding.web_timeline import flag_label, step_label, ticket_timeline
@@ -65,8 +65,7 @@ def _role_reason(user: User, key: StepKey) -> str | None:
     roles = services.STEP_RULES[key].roles
     if user.role in roles:
         return None
-    who = " ou ".join(sorted(ROLE_LABELS[r] for r in roles))
-    return f"Somente {who} conclui esta etapa; seu perfil é {ROLE_LABELS.get(user.role, user.role)}."
+    return role_refusal(roles, "concluir esta etapa")
 
 
 def step_views(session: Session, ticket: Ticket, user: User) -> list[StepView]:

@@ -70,7 +70,10 @@ def test_only_agents_open_tickets(app: Flask, client: FlaskClient, scene: Scene)
     before = db_snapshot(app)
     form = {"customer_name": "Farmácia X", "cnpj": VALID_CNPJ, "establishment_codes": "1"}
     response = post_form(client, "/tickets/new", form)
-    assert response.status_code == 403 and "Abrir chamados é restrito a" in text(response)
+    assert (
+        response.status_code == 403
+        and "Somente os perfis Administração ou Atendimento podem abrir chamados" in text(response)
+    )
     assert db_snapshot(app) == before
 
 
@@ -124,7 +127,10 @@ def test_pages_offer_only_what_the_role_may_do(client: FlaskClient, scene: Scene
     login_as(client, "developer")
     page = text(client.get(f"/tickets/{scene.fresh}"))
     assert "Concluir etapa" not in page and 'action="/tickets/1/assign"' not in page
-    assert "Somente Administração ou Atendimento conclui esta etapa" in page
+    assert (
+        "Somente os perfis Administração ou Atendimento podem concluir esta etapa; "
+        "seu perfil é Desenvolvimento." in page
+    )
     assert client.get("/billing").status_code == 403
     post_form(client, "/logout")
 
