@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -45,10 +45,65 @@ class Result:
     latencies: list[float]  # seconds
     errors: int
     wall: float
+    app_cpu: float = 0.0  # seconds of CPU used by the gunicorn processes during the scenario
+    db_cpu: float = 0.0  # and by the PostgreSQL backends of the bench database
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each live process, from /proc."""
+    usage = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        usage[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return usage
+
+
+def children(parent: int) -> list[int]:
+    pids = [parent]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+class CpuMeter:
+    """CPU spent by the server side (app processes, database backends) between two readings: a
+    figure that, unlike latency, does not depend on what else the machine is running."""
+
+    def __init__(self, server_pid: int, database_url: str) -> None:
+        self.server_pid = server_pid
+        self.engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+
+    def backends(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            )
+
+    def read(self) -> tuple[dict[int, float], dict[int, float]]:
+        return process_cpu(children(self.server_pid)), process_cpu(self.backends())
+
+    @staticmethod
+    def spent(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 @contextmanager
@@ -75,7 +130,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(database_url: str, workers: int, threads: int, worker_class: str) -> Iterator[int]:
+def gunicorn(database_url: str, workers: int, threads: int, worker_class: str) -> Iterator[tuple[int, int]]:
     port = free_port()
     env = {
         **os.environ,
@@ -104,7 +159,7 @@ def gunicorn(database_url: str, workers: int, threads: int, worker_class: str) -
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start")
             time.sleep(0.2)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         process.wait(20)
@@ -206,7 +261,7 @@ def scenarios(seeded: Seeded, requests: int, token: str) -> list[Scenario]:
     return [
         ("healthz", lambda i: get("/healthz"), {200}, n, True),
         ("queue page (/)", lambda i: get("/"), {200}, n, True),
-        ("queue page 2, my tickets", lambda i: get("/tickets?assignee=me&page=2"), {200}, n, True),
+        ("queue p2, my tickets", lambda i: get("/tickets?assignee=me&page=2"), {200}, n, True),
         ("search CNPJ formatted", cnpj_formatted, {200}, n, True),
         ("search CNPJ digits", cnpj_digits, {200}, n, True),
         ("search name", name, {200}, n, True),
@@ -243,14 +298,22 @@ def main() -> None:
         print(
             f"seeded {args.tickets:,} tickets (migrate + COPY + VACUUM ANALYZE) in {took:.1f} s", flush=True
         )
-        with gunicorn(url, args.workers, args.threads, args.worker_class) as port:
+        with gunicorn(url, args.workers, args.threads, args.worker_class) as (port, server_pid):
             cookie, token = sign_in(port, seeded.agent_email)
+            meter = CpuMeter(server_pid, url)
             results = []
             for name, make, ok, count, warm_up in scenarios(seeded, args.requests, token):
                 if warm_up:
                     run(name, port, args.clients, [make(i) for i in range(40)], cookie, ok)
-                results.append(run(name, port, args.clients, [make(i) for i in range(count)], cookie, ok))
-                last = results[-1]
+                app_before, db_before = meter.read()
+                result = run(name, port, args.clients, [make(i) for i in range(count)], cookie, ok)
+                app_after, db_after = meter.read()
+                last = replace(
+                    result,
+                    app_cpu=meter.spent(app_before, app_after),
+                    db_cpu=meter.spent(db_before, db_after),
+                )
+                results.append(last)
                 print(f"  {name}: p50 {last.pct(0.5):.1f} ms, p95 {last.pct(0.95):.1f} ms", flush=True)
     report(results, args)
 
@@ -259,19 +322,26 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     base = results[0]
     print(
         f"\n{args.clients} concurrent clients, gunicorn {args.workers} {args.worker_class} workers x "
-        f"{args.threads} threads, "
-        f"{os.cpu_count()} CPUs, {args.tickets:,} tickets"
+        f"{args.threads} threads, {os.cpu_count()} CPUs, {args.tickets:,} tickets"
     )
     print(
-        f"{'scenario':<34} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'p95/healthz':>12}"
+        f"{'scenario':<26} {'n':>5} {'err':>4} {'p50 ms':>7} {'p95 ms':>7} {'req/s':>6} {'p95/healthz':>11}"
+        f" {'app cpu ms/req':>14} {'db cpu ms/req':>13}"
     )
     for r in results:
         ratio = r.pct(0.95) / base.pct(0.95) if base.pct(0.95) else float("nan")
+        n = len(r.latencies) or 1
         print(
-            f"{r.name:<34} {len(r.latencies):>6} {r.errors:>4} {r.pct(0.5):>8.1f} {r.pct(0.95):>8.1f} "
-            f"{len(r.latencies) / r.wall:>8.0f} {ratio:>11.1f}x"
+            f"{r.name:<26} {len(r.latencies):>5} {r.errors:>4} {r.pct(0.5):>7.1f} {r.pct(0.95):>7.1f} "
+            f"{len(r.latencies) / r.wall:>6.0f} {ratio:>10.1f}x "
+            f"{r.app_cpu / n * 1000:>14.2f} {r.db_cpu / n * 1000:>13.2f}"
         )
-    print("\ntarget (SPEC 9): queue page and search p95 < 100 ms")
+    one, five, _ = os.getloadavg()
+    print(
+        f"load average at the end: {one:.1f} (1 min), {five:.1f} (5 min): other work on this machine"
+        " adds latency"
+    )
+    print("target (SPEC 9): queue page and search p95 < 100 ms")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select, union
 from sqlalchemy.orm import Session, joinedload
 
-from onboarding.models import Customer, EstablishmentCode, Ticket
+from onboarding.models import Customer, EstablishmentCode, Ticket, User
 
 T = TypeVar("T")
 DEFAULT_PER_PAGE = 25
@@ -101,25 +102,49 @@ def list_tickets(
     *,
     newest_first: bool = False,
     count_limit: int | None = None,
+    lean: bool = False,
 ) -> Page[Ticket]:
     """Oldest first by default (the queue is worked by age), paged.
 
     `count_limit` bounds the count (a screen shows "more than N" past it), so a broad filter over
-    a large table never pays for counting every match.
+    a large table never pays for counting every match. `lean` loads only what a queue row shows:
+    customer name, trade name and CNPJ, assignee name and e-mail, and no establishment collection
+    (touching it raises; ask `establishment_codes_for` instead).
     """
     base = ticket_query(filters)
     total, capped = _count(db, base, count_limit)
     order = (Ticket.created_at.desc(), Ticket.id.desc()) if newest_first else (Ticket.created_at, Ticket.id)
-    items = db.scalars(
-        base.options(
+    if lean:
+        options: tuple[Any, ...] = (
+            joinedload(Ticket.customer)
+            .load_only(Customer.name, Customer.trade_name, Customer.cnpj)
+            .raiseload(Customer.establishments),
+            joinedload(Ticket.assignee).load_only(User.email, User.name),
+        )
+    else:
+        options = (
             joinedload(Ticket.customer).selectinload(Customer.establishments),
             joinedload(Ticket.assignee),
         )
-        .order_by(*order)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
+    items = db.scalars(
+        base.options(*options).order_by(*order).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return Page(list(items), page, per_page, total, capped)
+
+
+def establishment_codes_for(db: Session, customer_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Each customer's establishment codes, in the order they were added, in one query."""
+    wanted = set(customer_ids)
+    codes: dict[int, list[str]] = {customer_id: [] for customer_id in wanted}
+    if wanted:
+        rows = db.execute(
+            select(EstablishmentCode.customer_id, EstablishmentCode.code)
+            .where(EstablishmentCode.customer_id.in_(wanted))
+            .order_by(EstablishmentCode.id)
+        )
+        for customer_id, code in rows:
+            codes[customer_id].append(code)
+    return codes
 
 
 def _count(db: Session, query: Select[tuple[Ticket]], limit: int | None) -> tuple[int, bool]:

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from onboarding import db, services
 from onboarding.models import Role, StepKey, Ticket, TicketStatus
-from onboarding.queries import Page, TicketFilter, list_tickets, page_args
+from onboarding.queries import Page, TicketFilter, establishment_codes_for, list_tickets, page_args
 from onboarding.web_billing import billing_queue
 from onboarding.web_common import AGENT_ROLES, actor, bp, require_roles, run_action
 from onboarding.web_devtasks import dev_queue
@@ -89,10 +89,12 @@ def ticket_queue() -> ResponseReturnValue:
         args.per_page,
         newest_first=args.sort == "newest",
         count_limit=COUNT_LIMIT,
+        lean=True,
     )
     return render_template(
         "onboarding/queue.html",
         page=page,
+        codes=establishment_codes_for(session, (t.customer_id for t in page.items)),
         args=args,
         statuses=STATUS_CHOICES,
         sorts=SORT_CHOICES,
