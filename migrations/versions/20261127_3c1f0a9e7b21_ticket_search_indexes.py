@@ -1,4 +1,6 @@
-"""ticket search indexes (PostgreSQL: trigram on customer names, pattern btree on CNPJ)
+"""ticket queue and search indexes
+
+"My tickets" (assignee, status, oldest first) gets a composite index on every database.
 
 The queue's search (onboarding.queries.search_condition) asks each branch of its UNION from an
 index: ILIKE '%...%' on customer names needs pg_trgm's GIN index, a CNPJ prefix needs a
@@ -37,6 +39,10 @@ def _trigram_available() -> bool:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_ticket_assignee_status_created_at", ["assignee_id", "status", "created_at", "id"], unique=False
+        )
     if not _postgres():
         return
     op.execute("CREATE INDEX IF NOT EXISTS ix_customer_cnpj_pattern ON customer (cnpj varchar_pattern_ops)")
@@ -48,8 +54,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if not _postgres():
-        return
-    op.execute("DROP INDEX IF EXISTS ix_customer_trade_name_trgm")
-    op.execute("DROP INDEX IF EXISTS ix_customer_name_trgm")
-    op.execute("DROP INDEX IF EXISTS ix_customer_cnpj_pattern")
+    if _postgres():
+        op.execute("DROP INDEX IF EXISTS ix_customer_trade_name_trgm")
+        op.execute("DROP INDEX IF EXISTS ix_customer_name_trgm")
+        op.execute("DROP INDEX IF EXISTS ix_customer_cnpj_pattern")
+    with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.drop_index("ix_ticket_assignee_status_created_at")
