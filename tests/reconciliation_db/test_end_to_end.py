@@ -36,7 +36,9 @@ def write_files(data: synth.SyntheticData, tmp_path: Path, delimiter: str) -> tu
     return sales, retorno
 
 
-def assert_matches_expectations(exported: dict[tuple[str, str], dict[str, str]], data: synth.SyntheticData) -> None:
+def assert_matches_expectations(
+    exported: dict[tuple[str, str], dict[str, str]], data: synth.SyntheticData
+) -> None:
     expected = {(kind.value, record_id): exp for (kind, record_id), exp in data.expected.items()}
     assert set(exported) == set(expected)
     wrong = []
@@ -88,7 +90,9 @@ def test_cli_import_run_export_row_by_row(app: Flask, runner: Any, tmp_path: Pat
         assert run.status_counts is not None and run.status_counts["status"] == summary["status"]
 
 
-def test_data_arriving_in_several_files_ends_as_one_reconcile(app: Flask, runner: Any, tmp_path: Path) -> None:
+def test_data_arriving_in_several_files_ends_as_one_reconcile(
+    app: Flask, runner: Any, tmp_path: Path
+) -> None:
     """Runs between partial imports, then the rest: the stored results equal the full matcher's."""
     data = generated(seed=5, n=400)
     half_r, half_s = len(data.receipts) // 2, len(data.statement_rows) // 2

@@ -11,7 +11,13 @@ import sqlalchemy as sa
 from flask import Flask
 
 from onboarding import db
-from reconciliation.models import Establishment, ImportBatch, ImportRowError, StoredReceipt, StoredStatementRow
+from reconciliation.models import (
+    Establishment,
+    ImportBatch,
+    ImportRowError,
+    StoredReceipt,
+    StoredStatementRow,
+)
 from tests.reconciliation_db.helpers import (
     RETORNO_COLUMNS,
     SALES_COLUMNS,
