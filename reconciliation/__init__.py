@@ -11,3 +11,10 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(cli.recon_cli)
     app.register_blueprint(api.bp)
+
+
+def seed_demo() -> dict[str, object]:
+    """Demo sales and retorno for `demo seed`, reconciled."""
+    from reconciliation.demo import seed_demo as seed
+
+    return seed()

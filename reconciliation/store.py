@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -208,7 +208,12 @@ def _where_codes(table: sa.Table, codes: Sequence[str] | None) -> Any:
 
 
 def _fetch_batches(
-    conn: Connection, table: sa.Table, columns: Sequence[str], codes: Sequence[str] | None, tz: tzinfo
+    conn: Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    codes: Sequence[str] | None,
+    tz: tzinfo,
+    stream: bool,
 ) -> Iterator[list[tuple]]:
     """Rows of `columns`, datetimes in `tz`, in batches."""
     if is_postgres(conn):
@@ -220,8 +225,16 @@ def _fetch_batches(
         if codes is not None:
             sql += " WHERE establishment_code = ANY(%s)"
             params = (list(codes),)
-        with driver.cursor(name=f"recon_fetch_{table.name}", binary=True) as cur:
-            cur.itersize = FETCH_BATCH
+        # A client-side cursor is faster (no round trip per batch) but holds the whole result in
+        # libpq's memory: only for chunks known to be small.
+        cursor = (
+            driver.cursor(name=f"recon_fetch_{table.name}", binary=True)
+            if stream
+            else driver.cursor(binary=True)
+        )
+        with cursor as cur:
+            if stream:
+                cur.itersize = FETCH_BATCH
             cur.execute(sql, params)
             while batch := cur.fetchmany(FETCH_BATCH):
                 yield batch
@@ -240,20 +253,22 @@ def _fetch_batches(
         yield batch
 
 
-def load_receipts(conn: Connection, codes: Sequence[str] | None, tz: tzinfo) -> list[records.Receipt]:
+def load_receipts(
+    conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
+) -> list[records.Receipt]:
     make = _RECEIPT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, origin=_ORIGINS, days=_Interner())
     out: list[records.Receipt] = []
-    for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz):
+    for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz, stream):
         out.extend([make(row) for row in batch])
     return out
 
 
 def load_statement_rows(
-    conn: Connection, codes: Sequence[str] | None, tz: tzinfo
+    conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
 ) -> list[records.StatementRow]:
     make = _STATEMENT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, event=_EVENT_TYPES, days=_Interner())
     out: list[records.StatementRow] = []
-    for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz):
+    for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz, stream):
         out.extend([make(row) for row in batch])
     return out
 
@@ -278,21 +293,15 @@ def _copy_text(value: str) -> str:
     return value
 
 
-def load_results(conn: Connection, codes: Sequence[str] | None) -> dict[str, dict[str, ResultTail]]:
+def load_results(
+    conn: Connection, codes: Sequence[str] | None, *, stream: bool = True
+) -> dict[str, dict[str, ResultTail]]:
     """The stored results of the establishments, by kind then record key."""
-    table = Result.__table__
     out: dict[str, dict[str, ResultTail]] = {k.value: {} for k in records.Kind}
     shared = _Interner()
-    stmt = sa.select(
-        table.c.kind,
-        table.c.record_key,
-        table.c.status,
-        table.c.divergences,
-        table.c.counterpart_ids,
-        table.c.rule,
-    ).where(_where_codes(table, codes))
-    for partition in conn.execute(stmt, execution_options={"yield_per": FETCH_BATCH}).partitions():
-        for kind, key, status, divs, counterparts, rule in partition:
+    columns = ("kind", "record_key", *RESULT_TAIL_COLUMNS)
+    for batch in _fetch_batches(conn, Result.__table__, columns, codes, UTC, stream):
+        for kind, key, status, divs, counterparts, rule in batch:
             out[shared[kind]][key] = (shared[status], shared[divs], counterparts, shared[rule])
     return out
 
