@@ -179,10 +179,12 @@ def main() -> None:
     )
     print(
         f"recon run (in process)   : {run_s:7.2f}s  {rate(n_receipts, run_s)} receipts  [target >= 20,000/s]"
+        f"  (CPU of this process {run_cpu:.2f}s; {outcome.writes.inserted:,} results written)"
     )
     if cli_summary is not None:
         print(
-            f"recon run --full (CLI)   : {cli_s:7.2f}s  {rate(n_receipts, cli_s)} receipts (CPU {cli_cpu:.2f}s, "
+            f"recon run --full (CLI)   : {cli_s:7.2f}s  {rate(n_receipts, cli_s)} receipts "
+            f"(CPU {cli_cpu:.2f}s, "
             f"results unchanged: {cli_summary['results_written']['unchanged']:,}), "
             f"peak RSS {peak_kib / 1024:,.0f} MiB  [target < 1.5 GB at 1,000,000 receipts]"
         )
