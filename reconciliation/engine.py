@@ -403,20 +403,31 @@ def results_are_current(db: Session, as_of: date, establishment: str | None, loo
 
 
 def ensure_results(
-    *, as_of: date | None = None, establishment: str | None = None, trigger: str = "export"
+    *,
+    as_of: date | None = None,
+    establishment: str | None = None,
+    trigger: str = "export",
+    verify: bool = False,
 ) -> date:
     """Make the stored results those of `as_of` (default: the as-of of the latest run, else
-    today), running the reconciliation where they are not; returns the as-of used."""
+    today), running the reconciliation where they are not; returns the as-of used.
+
+    `verify` also checks that every stored record has a result (a full run otherwise)."""
     conf = settings()
     code = normalize_code(establishment)
+    force = False
     with desk_db.session_scope() as db:
         if as_of is None:
             as_of = latest_as_of(db) or clock.today(conf.tz)
-        current = results_are_current(db, as_of, code, conf.lookback_days)
         if code is not None and db.get(Establishment, code) is None:
             return as_of
+        current = results_are_current(db, as_of, code, conf.lookback_days)
+        if verify and current:
+            stored = db.scalar(sa.select(sa.func.count()).select_from(Result)) or 0
+            force = code is None and stored != sum(count_records(db))
+            current = not force
     if not current:
-        run_reconciliation(as_of=as_of, establishment=code, trigger=trigger)
+        run_reconciliation(as_of=as_of, establishment=code, trigger=trigger, force=force)
     return as_of
 
 
