@@ -88,6 +88,9 @@ def test_post_sales_refusals_change_nothing(app: Flask, client: Any) -> None:
 def test_patch_sale_is_a_correction(app: Flask, client: Any) -> None:
     issued = tokens(app)
     client.post("/api/v1/sales", json=[json_sale("20")], headers=bearer(issued["admin"]))
+    client.post("/api/v1/sales", json=[json_sale("NF/22")], headers=bearer(issued["admin"]))
+    slashed = client.patch("/api/v1/sales/NF/22", json={"nsu": "1"}, headers=bearer(issued["agent"]))
+    assert slashed.status_code == 200 and slashed.json["sale_id"] == "NF/22"
     with app.app_context():
         before = snapshot(db.session())
     for role in ("developer", "finance"):
@@ -122,11 +125,15 @@ def test_patch_sale_is_a_correction(app: Flask, client: Any) -> None:
     }
     with app.app_context():
         session = db.session()
-        correction = session.scalars(sa.select(Correction)).one()
+        correction = session.scalars(sa.select(Correction).where(Correction.sale_id == "20")).one()
         assert correction.source == "api" and correction.corrected_on == date(2025, 3, 12)
         event = session.scalars(
-            sa.select(AuditEvent).where(AuditEvent.action == "recon.sale_corrected")
+            sa.select(AuditEvent)
+            .where(AuditEvent.action == "recon.sale_corrected")
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
         ).one()
+        assert event.after is not None and event.after["installments"] == 2
         assert event.actor_id == correction.user_id and event.actor is not None
         assert event.actor.role == "agent"
 
