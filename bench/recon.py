@@ -42,6 +42,29 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}/s" if seconds > 0 else "inf"
 
 
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `cmd`; also return its peak RSS in KiB, read from /proc (VmHWM) while it runs.
+
+    `getrusage(RUSAGE_CHILDREN).ru_maxrss` would not do: a child started by (v)fork inherits the
+    high-water mark of this process, which holds the generated data.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        status = Path(f"/proc/{process.pid}/status")
+        peak = 0
+        while process.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, process.returncode, out.read(), err.read()), peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,10 +176,10 @@ def main() -> None:
             "--full",
         ]
         t = time.perf_counter()
-        child = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        child, peak_kib = run_measured(cmd, env)
         cli_s = time.perf_counter() - t
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        peak_kib, cli_cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+        cli_cpu = usage.ru_utime + usage.ru_stime
         cli_summary = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else None
     finally:
         if not args.keep_db:
