@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, tzinfo
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,13 +59,29 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, StrEnum) else value
 
 
-def receipt_row(rec: records.Receipt, tz: tzinfo, batch_id: int | None, line_no: int | None) -> tuple:
-    values = tuple(plain(getattr(rec, name)) for name in RECEIPT_FIELDS)
-    return (*values, rec.local_date(tz), False, batch_id, line_no)
+_RECEIPT_VALUES = attrgetter(*RECEIPT_FIELDS)
+_STATEMENT_VALUES = attrgetter(*STATEMENT_FIELDS)
+# Enum fields are stored as their value (psycopg would write an Enum's name).
+_RECEIPT_ENUMS = tuple(RECEIPT_FIELDS.index(name) for name in ("payment_type", "origin"))
+_STATEMENT_ENUMS = tuple(STATEMENT_FIELDS.index(name) for name in ("payment_type", "event_type"))
 
 
-def statement_row(rec: records.StatementRow, batch_id: int | None, line_no: int | None) -> tuple:
-    return (*(plain(getattr(rec, name)) for name in STATEMENT_FIELDS), batch_id, line_no)
+def receipt_row(rec: records.Receipt, tz: tzinfo, batch_id: int | None, line_no: int | None) -> list[Any]:
+    """The values of RECEIPT_INSERT_COLUMNS for one receipt."""
+    values = list(_RECEIPT_VALUES(rec))
+    for i in _RECEIPT_ENUMS:
+        values[i] = values[i].value
+    values += (rec.local_date(tz), False, batch_id, line_no)
+    return values
+
+
+def statement_row(rec: records.StatementRow, batch_id: int | None, line_no: int | None) -> list[Any]:
+    """The values of STATEMENT_INSERT_COLUMNS for one retorno row."""
+    values = list(_STATEMENT_VALUES(rec))
+    for i in _STATEMENT_ENUMS:
+        values[i] = values[i].value
+    values += (batch_id, line_no)
+    return values
 
 
 # --- insert-or-ignore --------------------------------------------------------------------------
