@@ -290,24 +290,14 @@ def _reconcile_chunk(
         digests: dict[str, str] = {}
         changed: list[store.ResultRow] = []
 
-        def all_rows() -> Iterator[store.ResultRow]:
+        def new_blocks() -> Iterator[store.ResultBlock]:
             for code in codes:
                 result = matcher.reconcile(
                     receipts.pop(code, []), rows.pop(code, []), as_of=as_of, lookback_days=lookback, tz=tz
                 )
-                yield from _result_rows(code, result, digests)
+                yield from _result_blocks(code, result, stored, changed, writes, digests)
 
-        def new_rows() -> Iterator[store.ResultRow]:
-            for row in all_rows():
-                previous = stored[row[0]].pop(row[1], None)
-                if previous is None:
-                    yield row
-                elif previous != row[3]:
-                    changed.append(row)
-                else:
-                    writes.unchanged += 1
-
-        writes.inserted += store.insert_results(conn, new_rows(), run_id)
+        writes.inserted += store.insert_results(conn, new_blocks(), run_id)
         writes.updated += store.update_results(conn, changed, run_id)
         vanished = [(kind, key) for kind, by_key in stored.items() for key in by_key]
         writes.deleted += store.delete_results(conn, vanished)
@@ -328,11 +318,19 @@ def _by_establishment(recs: list[Any]) -> dict[str, list[Any]]:
     return groups
 
 
-def _result_rows(
-    code: str, result: matcher.ReconResult, digests: dict[str, str]
-) -> Iterator[store.ResultRow]:
-    """The result rows of one establishment; once all are out, `digests[code]` holds their digest:
-    an order-independent sum of the CRC32 of each row's text, and the row count."""
+def _result_blocks(
+    code: str,
+    result: matcher.ReconResult,
+    stored: dict[str, dict[str, store.ResultTail]],
+    changed: list[store.ResultRow],
+    writes: ChunkWrites,
+    digests: dict[str, str],
+) -> Iterator[store.ResultBlock]:
+    """The results of one establishment that are not stored yet, one block per kind; results
+    stored with other values go to `changed`, stored results no longer produced stay in `stored`.
+
+    Once done, `digests[code]` holds the digest of all its results: an order-independent sum of
+    the CRC32 of each row's text, and the row count."""
     crc = zlib.crc32
     total = count = 0
     for kind, side in (
@@ -341,21 +339,31 @@ def _result_rows(
     ):
         # Outcomes are shared between the rows of one retorno sale: format them once.
         # Keyed by id(); the outcome is kept in the value so that its id is never reused meanwhile.
-        tails: dict[int, tuple[Any, store.ResultTail, int]] = {}
+        cache: dict[int, tuple[Any, store.ResultTail, int]] = {}
         prefix = f"{kind}\t".encode()
+        before = stored[kind]
+        keys: list[str] = []
+        tails: list[store.ResultTail] = []
         for record_key, outcome in side.items():
-            cached = tails.get(id(outcome))
+            cached = cache.get(id(outcome))
             if cached is None:
-                tail = (
-                    outcome.status.value,
-                    "|".join(outcome.divergences),
-                    "|".join(outcome.counterpart_ids),
-                    outcome.rule,
-                )
-                cached = tails[id(outcome)] = (outcome, tail, crc(prefix + "\t".join(tail).encode()))
+                status, divergences, counterparts, rule = outcome
+                tail = (status.value, "|".join(divergences), "|".join(counterparts), rule)
+                cached = cache[id(outcome)] = (outcome, tail, crc(prefix + "\t".join(tail).encode()))
+            tail = cached[1]
             total += crc(record_key.encode(), cached[2])
-            count += 1
-            yield kind, record_key, code, cached[1]
+            if before:
+                previous = before.pop(record_key, None)
+                if previous is not None:
+                    if previous == tail:
+                        writes.unchanged += 1
+                    else:
+                        changed.append((kind, record_key, code, tail))
+                    continue
+            keys.append(record_key)
+            tails.append(tail)
+        count += len(side)
+        yield kind, code, keys, tails
     digests[code] = f"{total & 0xFFFFFFFFFFFFFFFF:016x}{count:08x}"
 
 

@@ -301,6 +301,8 @@ def receipt_from_values(values: Sequence[Any], tz: tzinfo) -> records.Receipt:
 
 ResultTail = tuple[str, str, str, str]  # (status, divergences, counterpart_ids, rule)
 ResultRow = tuple[str, str, str, ResultTail]  # (kind, record_key, establishment_code, tail)
+# (kind, establishment_code, record keys, their tails): the new results of one establishment.
+ResultBlock = tuple[str, str, list[str], list[ResultTail]]
 RESULT_TAIL_COLUMNS = ("status", "divergences", "counterpart_ids", "rule")
 
 
@@ -323,33 +325,47 @@ def load_results(
     return out
 
 
+def _tail_text(tail: ResultTail, run_id: int) -> str:
+    status, divs, counterparts, rule = tail
+    return f"{status}\t{_copy_text(divs)}\t{_copy_text(counterparts)}\t{_copy_text(rule)}\t{run_id}\n"
+
+
+def _needs_escape(text: str) -> bool:
+    return "\\" in text or "\t" in text or "\n" in text or "\r" in text
+
+
 def _copy_lines(rows: Iterable[ResultRow], run_id: int) -> Iterator[str]:
-    """COPY text for `RESULT_INSERT_COLUMNS`; shared tails and codes are formatted once."""
-    # Keyed by id(); the tuple is kept in the value so that its id is never reused meanwhile.
-    tails: dict[int, tuple[ResultTail, str]] = {}
-    codes: dict[str, str] = {}
-    buffer: list[str] = []
-    append = buffer.append
-    for kind, key, est, tail in rows:
-        cached = tails.get(id(tail))
-        if cached is None:
-            status, divs, counterparts, rule = tail
-            cached = tails[id(tail)] = (
-                tail,
-                f"{status}\t{_copy_text(divs)}\t{_copy_text(counterparts)}\t{_copy_text(rule)}\t{run_id}\n",
-            )
-        text = cached[1]
-        code = codes.get(est)
-        if code is None:
-            code = codes[est] = _copy_text(est)
-        if "\\" in key or "\t" in key or "\n" in key or "\r" in key:
-            key = _copy_text(key)
-        append(f"{kind}\t{key}\t{code}\t{text}")
-        if len(buffer) >= 20_000:
-            yield "".join(buffer)
-            buffer.clear()
-    if buffer:
-        yield "".join(buffer)
+    """COPY text for `RESULT_INSERT_COLUMNS`, one row at a time (the few updated rows)."""
+    for batch in _batched(rows, 20_000):
+        yield "".join(
+            f"{kind}\t{_copy_text(key)}\t{_copy_text(est)}\t{_tail_text(tail, run_id)}"
+            for kind, key, est, tail in batch
+        )
+
+
+def _block_text(block: ResultBlock, run_id: int) -> str:
+    """COPY text of one block: kind and establishment formatted once, each shared tail once."""
+    kind, code, keys, tails = block
+    if _needs_escape("".join(keys)):
+        keys = [_copy_text(k) for k in keys]
+    head = f"{kind}\t"
+    code_text = f"\t{_copy_text(code)}\t"
+    # Keyed by id(): the block's list keeps every tail alive, so no id is reused meanwhile.
+    texts: dict[int, str] = {}
+    lines: list[str] = []
+    append = lines.append
+    for key, tail in zip(keys, tails, strict=True):
+        text = texts.get(id(tail))
+        if text is None:
+            text = texts[id(tail)] = code_text + _tail_text(tail, run_id)
+        append(head + key + text)
+    return "".join(lines)
+
+
+def _block_rows(blocks: Iterable[ResultBlock]) -> Iterator[ResultRow]:
+    for kind, code, keys, tails in blocks:
+        for key, tail in zip(keys, tails, strict=True):
+            yield kind, key, code, tail
 
 
 def _as_dicts(rows: Iterable[ResultRow], run_id: int) -> Iterator[dict[str, Any]]:
@@ -377,19 +393,21 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def insert_results(conn: Connection, rows: Iterable[ResultRow], run_id: int) -> int:
-    """Insert results for records that have none yet."""
+def insert_results(conn: Connection, blocks: Iterable[ResultBlock], run_id: int) -> int:
+    """Insert results for records that have none yet, given as blocks `(kind, establishment_code,
+    record_keys, tails)`; streamed to PostgreSQL while the next blocks are computed."""
     count = 0
     if is_postgres(conn):
         driver = driver_connection(conn)
         columns = ", ".join(RESULT_INSERT_COLUMNS)
         with driver.cursor() as cur, cur.copy(f"COPY recon_result ({columns}) FROM STDIN") as copy:
-            for chunk in _copy_lines(rows, run_id):
-                copy.write(chunk)
-                count += chunk.count("\n")
+            for block in blocks:
+                if block[2]:
+                    copy.write(_block_text(block, run_id))
+                    count += len(block[2])
         return count
     stmt = sa.insert(Result.__table__)
-    for batch in _batched(_as_dicts(rows, run_id), SQLITE_BATCH):
+    for batch in _batched(_as_dicts(_block_rows(blocks), run_id), SQLITE_BATCH):
         conn.execute(stmt, batch)
         count += len(batch)
     return count
