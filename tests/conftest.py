@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures_app"]
+pytest_plugins = ["tests.fixtures_app", "tests.support.fixtures"]
