@@ -1,0 +1,74 @@
+"""The support mailbox: mail in (poll, import, triage, quarantine) and out.
+
+`init_app(app)` registers the API and web blueprints, the `mail` CLI group and the ticket
+timeline contribution; `seed_demo()` imports the sample mails of `samples/` (idempotent).
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from flask import Flask, current_app
+
+from mail_ingest import jobs as _jobs  # noqa: F401  (declares the periodic poll for `rq cron`)
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+
+
+def init_app(app: Flask) -> None:
+    from mail_ingest import api, inbound_cli, views  # noqa: F401  (inbound_cli adds the commands)
+    from mail_ingest.cli import mail_cli
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(views.bp)
+    if "mail" not in app.cli.commands:
+        app.cli.add_command(mail_cli)
+    app.add_template_filter(mail_datetime, "mail_datetime")
+    _register_timeline()
+
+
+def mail_datetime(value: datetime | None) -> str:
+    """dd/mm/aaaa HH:MM in the business time zone."""
+    if value is None:
+        return "—"
+    zone = ZoneInfo(current_app.config.get("TIMEZONE") or "America/Sao_Paulo")
+    return format_datetime(value, "dd/MM/yyyy HH:mm", tzinfo=zone, locale="pt_BR")
+
+
+def _register_timeline() -> None:
+    """Show a ticket's mail on its page when the web part offers the hook (merged separately)."""
+    try:
+        hooks = importlib.import_module("onboarding.web_hooks")
+    except ImportError:
+        return
+    from mail_ingest.timeline import timeline_entries
+
+    hooks.register_timeline_source(timeline_entries)
+
+
+def seed_demo() -> dict[str, Any]:
+    """Import the sample mails (Boavista requests, replies, noise) as if they came from the mailbox."""
+    from mail_ingest import importer
+    from mail_ingest.pipeline import Tally, ingest
+    from mail_ingest.process import IngestSettings
+    from onboarding import db
+
+    if not SAMPLES_DIR.is_dir():
+        return {"samples": 0}
+    files = sorted(p for p in SAMPLES_DIR.rglob("*.eml") if p.is_file())
+    settings = IngestSettings.from_config(current_app.config)
+    tally = Tally()
+    session = db.new_session()
+    try:
+        for path in files:
+            for item in importer.messages([importer.Source(path, "eml")]):
+                ingest(session, item, settings, tally)
+                session.expunge_all()
+    finally:
+        session.close()
+    return {"samples": len(files), **{k: v for k, v in tally.items() if v}}

@@ -1,0 +1,23 @@
+"""Every table of the mail package, for the app and for Alembic."""
+
+from __future__ import annotations
+
+from mail_ingest.inbound_models import (
+    ImapCursor,
+    ImapPendingAction,
+    InboundKind,
+    InboundMessage,
+    InboundOutcome,
+    InboundRaw,
+    InboundStatus,
+)
+
+__all__ = [
+    "ImapCursor",
+    "ImapPendingAction",
+    "InboundKind",
+    "InboundMessage",
+    "InboundOutcome",
+    "InboundRaw",
+    "InboundStatus",
+]

@@ -1,0 +1,114 @@
+"""Raw mail stored first: content-addressed bytes plus one message row per mailbox and Message-ID.
+
+Nothing here parses bodies. The Message-ID comes from a header-only read of the raw bytes, so a
+message whose body is unreadable is still stored (and then quarantined by processing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.parser import BytesHeaderParser
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from mail_ingest.inbound_models import InboundMessage, InboundRaw, InboundStatus
+from mail_ingest.parse import derived_message_id, normalize_message_id
+from onboarding.db import utcnow
+
+MAX_MESSAGE_ID = 1000
+_HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a raw message is, before it is parsed: its hash and its (possibly derived) Message-ID."""
+
+    sha256: str
+    message_id: str
+    derived: bool
+    size: int
+
+
+def identify(raw: bytes) -> Identity:
+    sha = hashlib.sha256(raw).hexdigest()
+    message_id = header_message_id(raw)
+    derived = message_id is None or len(message_id) > MAX_MESSAGE_ID
+    if derived:
+        message_id = derived_message_id(raw)
+    assert message_id is not None
+    return Identity(sha256=sha, message_id=message_id, derived=derived, size=len(raw))
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The normalized Message-ID of the header section, or None when there is none usable."""
+    try:
+        headers = _HEADER_PARSER.parsebytes(raw)
+        values = headers.get_all("message-id") or []
+    except Exception:  # hostile header sections; the message gets a derived id instead
+        return None
+    for value in values:
+        found = normalize_message_id(str(value))
+        if found:
+            return found
+    return None
+
+
+def find_existing(db: Session, mailbox: str, identity: Identity) -> InboundMessage | None:
+    """The message already stored in `mailbox` with this Message-ID or these exact bytes."""
+    return db.scalars(
+        select(InboundMessage)
+        .where(
+            InboundMessage.mailbox == mailbox,
+            or_(InboundMessage.message_id == identity.message_id, InboundMessage.sha256 == identity.sha256),
+        )
+        .order_by(InboundMessage.id)
+        .limit(1)
+    ).first()
+
+
+def store_raw(db: Session, sha256: str, data: bytes) -> None:
+    """Keep the bytes under their hash (once: the same bytes are the same row)."""
+    if db.scalar(select(InboundRaw.sha256).where(InboundRaw.sha256 == sha256)) is None:
+        db.add(InboundRaw(sha256=sha256, size=len(data), data=data))
+
+
+def store_message(
+    db: Session,
+    mailbox: str,
+    raw: bytes,
+    identity: Identity,
+    *,
+    source: str,
+    source_ref: str = "",
+    received_at: datetime | None = None,
+    headers_only: bool = False,
+    size: int | None = None,
+) -> InboundMessage:
+    """Insert the raw bytes and the message row (status `stored`); the caller checked it is new."""
+    store_raw(db, identity.sha256, raw)
+    message = InboundMessage(
+        mailbox=mailbox,
+        message_id=identity.message_id,
+        message_id_derived=identity.derived,
+        sha256=identity.sha256,
+        size=size if size is not None else identity.size,
+        headers_only=headers_only,
+        source=source,
+        source_ref=source_ref[:1000],
+        status=InboundStatus.STORED,
+        received_at=received_at or utcnow(),
+    )
+    db.add(message)
+    db.flush()
+    return message
+
+
+def raw_bytes(db: Session, message: InboundMessage) -> bytes:
+    data = db.scalar(select(InboundRaw.data).where(InboundRaw.sha256 == message.sha256))
+    if data is None:
+        raise LookupError(f"raw bytes of message {message.id} are missing")
+    return bytes(data)
