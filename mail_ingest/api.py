@@ -37,7 +37,9 @@ def authenticated(roles: frozenset[Role] | None = None) -> Callable[..., Any]:
             if scheme.lower() == "bearer" and token.strip():
                 user = auth.user_for_token(db.session(), token.strip())
             if user is None:
-                return error("unauthorized", "Informe um token de acesso válido (Authorization: Bearer).", 401)
+                return error(
+                    "unauthorized", "Informe um token de acesso válido (Authorization: Bearer).", 401
+                )
             if roles is not None and user.role not in roles:
                 return error("forbidden_role", "Seu perfil não permite acessar este recurso.", 403)
             g.api_user = user

@@ -77,9 +77,7 @@ class ImapSettings:
             raise MailboxMisconfigured("IMAP_HOST não está configurado: não há caixa postal para ler.")
         security = (config.get("IMAP_SECURITY") or "ssl").strip().lower()
         if security not in SECURITY_CHOICES:
-            raise MailboxMisconfigured(
-                f"IMAP_SECURITY inválido: {security!r} (use ssl, starttls ou none)."
-            )
+            raise MailboxMisconfigured(f"IMAP_SECURITY inválido: {security!r} (use ssl, starttls ou none).")
         user = config.get("IMAP_USER") or ""
         if not user:
             raise MailboxMisconfigured("IMAP_USER não está configurado.")
@@ -152,7 +150,8 @@ class Poller:
         except (IMAPClient.Error, OSError) as error:
             self.db.rollback()
             raise MailboxUnavailable(
-                f"servidor IMAP {self.imap.host}:{self.imap.port} indisponível: {error or type(error).__name__}",
+                f"servidor IMAP {self.imap.host}:{self.imap.port} indisponível: "
+                f"{error or type(error).__name__}",
                 self.tally,
             ) from error
         return self.tally

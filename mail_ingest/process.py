@@ -15,7 +15,12 @@ from mail_ingest.classify import AUTO_REPLY, BOUNCE, auto_reply_kind, is_integra
 from mail_ingest.extract import CustomerData, extract_customer, looks_like_onboarding
 from mail_ingest.inbound_models import InboundKind, InboundMessage, InboundOutcome, InboundStatus
 from mail_ingest.parse import ParsedMessage, ParseError, parse_message
-from mail_ingest.thread import thread_ids, ticket_from_subject, ticket_from_thread
+from mail_ingest.thread import (
+    thread_ids,
+    ticket_from_bounced_subject,
+    ticket_from_subject,
+    ticket_from_thread,
+)
 from onboarding import audit, services
 from onboarding.config import integrator_domains
 from onboarding.db import utcnow
@@ -77,7 +82,12 @@ def route(db: Session, message: InboundMessage, parsed: ParsedMessage, settings:
     sender = (parsed.from_address or "").lower()
     automatic = auto_reply_kind(parsed)
     integrator = is_integrator_sender(parsed, settings.integrator_domains)
-    if automatic == AUTO_REPLY and integrator and _integrator_notice(parsed) and looks_like_onboarding(parsed):
+    if (
+        automatic == AUTO_REPLY
+        and integrator
+        and _integrator_notice(parsed)
+        and looks_like_onboarding(parsed)
+    ):
         # Integrator systems mark their own notices auto-generated; they still open tickets
         # (and, like every inbound mail, are never answered automatically).
         automatic = None
@@ -88,6 +98,10 @@ def route(db: Session, message: InboundMessage, parsed: ParsedMessage, settings:
         kind = InboundKind.BOUNCE if automatic == BOUNCE else InboundKind.AUTO_REPLY
         ids = thread_ids(parsed, bounce=automatic == BOUNCE)
         ticket_id = ticket_from_thread(db, ids, settings.secret, settings.mailbox)
+        if ticket_id is None and automatic == BOUNCE:
+            ticket_id = ticket_from_bounced_subject(db, parsed, settings.own_addresses)
+        elif ticket_id is None:
+            ticket_id, _ = ticket_from_subject(db, parsed, settings.integrator_domains)
         if ticket_id is not None:
             outcome = InboundOutcome.BOUNCE if automatic == BOUNCE else InboundOutcome.AUTO_REPLY
             link(db, message, ticket_id, outcome, kind)

@@ -19,7 +19,8 @@ from mail_ingest.inbound_models import InboundMessage, InboundRaw, InboundStatus
 from mail_ingest.parse import derived_message_id, normalize_message_id
 from onboarding.db import utcnow
 
-MAX_MESSAGE_ID = 1000
+# Longer ids (in UTF-8 bytes) are replaced by the derived one: they must fit a btree index.
+MAX_MESSAGE_ID_BYTES = 900
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
 
 
@@ -36,7 +37,7 @@ class Identity:
 def identify(raw: bytes) -> Identity:
     sha = hashlib.sha256(raw).hexdigest()
     message_id = header_message_id(raw)
-    derived = message_id is None or len(message_id) > MAX_MESSAGE_ID
+    derived = message_id is None or len(message_id.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_ID_BYTES
     if derived:
         message_id = derived_message_id(raw)
     assert message_id is not None

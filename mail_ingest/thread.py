@@ -6,6 +6,7 @@ anyone can type a number into a subject.
 
 from __future__ import annotations
 
+import email.utils
 import importlib
 from collections.abc import Iterable, Sequence
 from types import ModuleType
@@ -106,12 +107,12 @@ def participants(db: Session, ticket: Ticket, integrator_domains: Iterable[str])
         people.update(
             a.lower()
             for a in db.scalars(
-                select(recipient.address).join(sent, recipient.mail_id == sent.id).where(sent.ticket_id == ticket.id)
+                select(recipient.address)
+                .join(sent, recipient.mail_id == sent.id)
+                .where(sent.ticket_id == ticket.id)
             )
         )
-    people.update(
-        e.lower() for e in db.scalars(select(User.email).where(User.active.is_(True))).all()
-    )
+    people.update(e.lower() for e in db.scalars(select(User.email).where(User.active.is_(True))).all())
     return people
 
 
@@ -136,6 +137,26 @@ def ticket_from_subject(
             "não participa dele."
         )
     return None, ""
+
+
+def ticket_from_bounced_subject(
+    db: Session, parsed: ParsedMessage, own_addresses: Iterable[str]
+) -> int | None:
+    """The ticket number in the subject of the message that bounced, when we had sent it."""
+    own = {a.lower() for a in own_addresses}
+    originals: list[tuple[str, str]] = []
+    for headers in parsed.attached_headers:
+        sender = email.utils.parseaddr(headers.get("from", ""))[1].lower()
+        originals.append((sender, headers.get("subject", "")))
+    originals.extend(((inner.from_address or "").lower(), inner.subject) for inner in parsed.forwarded)
+    for sender, subject in originals:
+        if sender not in own:
+            continue
+        for number in ticket_numbers_in_subject(subject):
+            ticket_id = db.scalar(select(Ticket.id).where(Ticket.number == number))
+            if ticket_id is not None:
+                return ticket_id
+    return None
 
 
 def _integrator_on_ticket(db: Session, ticket: Ticket, sender: str, domains: Sequence[str]) -> bool:

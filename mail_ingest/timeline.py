@@ -27,7 +27,11 @@ def timeline_entries(db: Session, ticket: Ticket) -> list[Any]:
     for message in db.scalars(
         select(InboundMessage).where(InboundMessage.ticket_id == ticket.id).order_by(InboundMessage.id)
     ):
-        label = KIND_LABELS.get(InboundKind(message.kind), "E-mail recebido") if message.kind else "E-mail recebido"
+        label = (
+            KIND_LABELS.get(InboundKind(message.kind), "E-mail recebido")
+            if message.kind
+            else "E-mail recebido"
+        )
         entries.append(
             TimelineEntry(
                 when=message.received_at,

@@ -16,8 +16,9 @@ DEFAULT_DOMAIN = "vetorsolucoes.com.br"
 SIGNATURE_LENGTH = 10
 _KEY_CONTEXT = b"e-extrato reply token v1\x00"
 _TOKEN = re.compile(
-    r"^ex\.(?P<ticket>[1-9][0-9]{0,17})\.(?P<nonce>[0-9a-f]{8,64})\.(?P<sig>[0-9a-f]{%d})@(?P<domain>[^@<>\s]+)$"
-    % SIGNATURE_LENGTH
+    r"^ex\.(?P<ticket>[1-9][0-9]{0,17})\.(?P<nonce>[0-9a-f]{8,64})\.(?P<sig>[0-9a-f]{"
+    + str(SIGNATURE_LENGTH)
+    + r"})@(?P<domain>[^@<>\s]+)$"
 )
 
 
