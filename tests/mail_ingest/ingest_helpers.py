@@ -136,7 +136,7 @@ def tickets(app: Flask) -> list[Ticket]:
     with fresh_session(app) as session:
         found = list(session.scalars(select(Ticket).order_by(Ticket.id)))
         for ticket in found:
-            _ = ticket.customer, ticket.steps
+            _ = ticket.customer.establishments, ticket.steps
         return found
 
 

@@ -61,7 +61,7 @@ def test_read_timeout_on_a_server_that_never_answers(app: Flask) -> None:
             IMAP_USER="x",
             IMAP_PASSWORD="y",
             IMAP_SECURITY="none",
-            IMAP_CONNECT_TIMEOUT=2,
+            IMAP_CONNECT_TIMEOUT=0.5,
             IMAP_READ_TIMEOUT=0.5,
         )
         with pytest.raises(MailboxUnavailable, match="indisponível"):
