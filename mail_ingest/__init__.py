@@ -54,7 +54,7 @@ def _register_timeline() -> None:
 def seed_demo() -> dict[str, Any]:
     """Import the sample mails (Boavista requests, replies, noise) as if they came from the mailbox."""
     from mail_ingest import importer
-    from mail_ingest.pipeline import Tally, ingest
+    from mail_ingest.pipeline import Tally, ingest_batch
     from mail_ingest.process import IngestSettings
     from onboarding import db
 
@@ -65,10 +65,9 @@ def seed_demo() -> dict[str, Any]:
     tally = Tally()
     session = db.new_session()
     try:
-        for path in files:
-            for item in importer.messages([importer.Source(path, "eml")]):
-                ingest(session, item, settings, tally)
-                session.expunge_all()
+        ingest_batch(
+            session, list(importer.messages([importer.Source(p, "eml") for p in files])), settings, tally
+        )
     finally:
         session.close()
     return {"samples": len(files), **{k: v for k, v in tally.items() if v}}

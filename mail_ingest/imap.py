@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mail_ingest.inbound_models import ImapCursor, ImapPendingAction
-from mail_ingest.pipeline import Incoming, ServerRef, Tally, ingest, reprocess_pending
+from mail_ingest.pipeline import Incoming, ServerRef, Tally, ingest_batch, reprocess_pending
 from mail_ingest.process import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -245,36 +245,39 @@ class Poller:
         headers: dict[int, Any] = {}
         if oversize:
             headers.update(client.fetch(oversize, ["BODY.PEEK[HEADER]", "INTERNALDATE"]))
+        items: list[Incoming] = []
         for uid in batch:
             ref = f"imap:{self.imap.account}/{folder};UIDVALIDITY={uidvalidity}/;UID={uid}"
             if uid in fetched and b"BODY[]" in fetched[uid]:
                 data = fetched[uid]
                 self.tally["fetched"] += 1
-                item = Incoming(
-                    raw=bytes(data[b"BODY[]"]),
-                    source="imap",
-                    source_ref=ref,
-                    received_at=_aware(data.get(b"INTERNALDATE")),
-                    server=ServerRef(self.imap.account, folder, uidvalidity, uid),
+                items.append(
+                    Incoming(
+                        raw=bytes(data[b"BODY[]"]),
+                        source="imap",
+                        source_ref=ref,
+                        received_at=_aware(data.get(b"INTERNALDATE")),
+                        server=ServerRef(self.imap.account, folder, uidvalidity, uid),
+                    )
                 )
             elif uid in headers and b"BODY[HEADER]" in headers[uid]:
                 data = headers[uid]
                 self.tally["oversize"] += 1
                 # Left untouched on the server (unread, in place) for a person to look at.
-                item = Incoming(
-                    raw=bytes(data[b"BODY[HEADER]"]),
-                    source="imap",
-                    source_ref=ref,
-                    received_at=_aware(data.get(b"INTERNALDATE")),
-                    headers_only=True,
-                    size=sizes[uid],
+                items.append(
+                    Incoming(
+                        raw=bytes(data[b"BODY[HEADER]"]),
+                        source="imap",
+                        source_ref=ref,
+                        received_at=_aware(data.get(b"INTERNALDATE")),
+                        headers_only=True,
+                        size=sizes[uid],
+                    )
                 )
             else:
                 log.info("UID %s of %s vanished before it was read", uid, folder)
                 self.tally["vanished"] += 1
-                continue
-            ingest(self.db, item, self.settings, self.tally)
-            self.db.expunge_all()
+        ingest_batch(self.db, items, self.settings, self.tally)
 
     # -- server side, after the commit -------------------------------------------------------
 

@@ -15,12 +15,13 @@ from mail_ingest import importer
 from mail_ingest.cli import mail_cli
 from mail_ingest.imap import MailboxMisconfigured, MailboxUnavailable
 from mail_ingest.jobs import POLL_INTERVAL, PollLocked, poll_lock, poll_mailbox
-from mail_ingest.pipeline import Incoming, Tally, ingest
+from mail_ingest.pipeline import Incoming, Tally, ingest_batch
 from mail_ingest.process import IngestSettings
 from onboarding import db
 from onboarding.cli import fail
 
 POLL_KEYS = ("fetched", "stored", "duplicates", "ticket", "joined", "reply", "auto_reply", "bounce")
+IMPORT_BATCH = 100
 POLL_KEYS += ("triage", "quarantined", "oversize", "failed", "reprocessed", "resynced")
 
 
@@ -71,10 +72,14 @@ def import_command(paths: tuple[str, ...]) -> None:
         with poll_lock():
             session = db.new_session()
             try:
+                batch: list[Incoming] = []
                 for item in _progress(importer.messages(sources), importer.count(sources)):
                     tally["read"] += 1
-                    ingest(session, item, settings, tally)
-                    session.expunge_all()
+                    batch.append(item)
+                    if len(batch) >= IMPORT_BATCH:
+                        ingest_batch(session, batch, settings, tally)
+                        batch = []
+                ingest_batch(session, batch, settings, tally)
             finally:
                 session.close()
     except PollLocked as error:

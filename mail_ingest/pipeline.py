@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mail_ingest.inbound_models import ImapPendingAction, InboundKind, InboundMessage, InboundStatus
+from mail_ingest.inbound_models import (
+    ImapPendingAction,
+    InboundKind,
+    InboundMessage,
+    InboundRaw,
+    InboundStatus,
+)
 from mail_ingest.process import IngestSettings, process_message, quarantine
 from mail_ingest.storage import Identity, find_existing, identify, raw_bytes, store_message
 
@@ -60,48 +66,146 @@ class Tally(Counter[str]):
             self[str(message.outcome)] += 1
 
 
-def ingest(db: Session, item: Incoming, settings: IngestSettings, tally: Tally) -> InboundMessage | None:
-    """Store and process one message in its own transaction (committed here)."""
-    identity = identify(item.raw)
-    try:
-        existing = find_existing(db, settings.mailbox, identity)
-        if existing is not None:
-            _remember_server(db, item.server)
-            db.commit()
-            tally["duplicates"] += 1
-            return existing
-        message = _store(db, item, identity, settings)
-        process_message(db, message, item.raw, settings)
-        _remember_server(db, item.server)
-        db.commit()
-    except IntegrityError:
-        # Someone stored the same message meanwhile (another poller): it is a duplicate now.
-        db.rollback()
-        existing = find_existing(db, settings.mailbox, identity)
-        if existing is None:
-            raise
-        _remember_server(db, item.server)
-        db.commit()
+@dataclass
+class _Known:
+    """What the database already holds for the messages at hand (fetched in a few queries)."""
+
+    message_ids: set[str]
+    shas: set[str]
+    raws: set[str]
+    pending: set[tuple[str, str, int, int]]
+
+
+def _known(db: Session, batch: Sequence[tuple[Incoming, Identity]], mailbox: str) -> _Known:
+    ids = list({identity.message_id for _, identity in batch})
+    shas = list({identity.sha256 for _, identity in batch})
+    servers = [item.server for item, _ in batch if item.server is not None]
+    known = _Known(
+        message_ids=set(
+            db.scalars(
+                select(InboundMessage.message_id).where(
+                    InboundMessage.mailbox == mailbox, InboundMessage.message_id.in_(ids)
+                )
+            )
+        ),
+        shas=set(
+            db.scalars(
+                select(InboundMessage.sha256).where(
+                    InboundMessage.mailbox == mailbox, InboundMessage.sha256.in_(shas)
+                )
+            )
+        ),
+        raws=set(db.scalars(select(InboundRaw.sha256).where(InboundRaw.sha256.in_(shas)))),
+        pending=set(),
+    )
+    if servers:
+        first = servers[0]
+        rows = db.execute(
+            select(
+                ImapPendingAction.account,
+                ImapPendingAction.folder,
+                ImapPendingAction.uidvalidity,
+                ImapPendingAction.uid,
+            ).where(
+                ImapPendingAction.account == first.account,
+                ImapPendingAction.folder == first.folder,
+                ImapPendingAction.uid.in_([s.uid for s in servers]),
+            )
+        ).all()
+        known.pending = {(a, f, int(v), int(u)) for a, f, v, u in rows}
+    return known
+
+
+def _ingest_one(
+    db: Session, item: Incoming, identity: Identity, settings: IngestSettings, known: _Known, tally: Tally
+) -> InboundMessage | None:
+    """Store and process inside the caller's transaction; None for a duplicate. Raises on failure."""
+    _remember_server(db, item.server, known)
+    if identity.message_id in known.message_ids or identity.sha256 in known.shas:
         tally["duplicates"] += 1
-        return existing
-    except Exception as error:
-        db.rollback()
-        log.exception("processing %s failed; stored for a retry", identity.message_id)
-        message = _store(db, item, identity, settings)
-        message.attempts = 1
-        message.last_error = _describe(error)
-        _remember_server(db, item.server)
-        db.commit()
+        return None
+    message = _store(db, item, identity, settings, store_raw=identity.sha256 not in known.raws)
+    known.message_ids.add(identity.message_id)
+    known.shas.add(identity.sha256)
+    known.raws.add(identity.sha256)
+    process_message(db, message, item.raw, settings)
     tally["stored"] += 1
     tally.count_outcome(message)
     return message
 
 
-def _store(db: Session, item: Incoming, identity: Identity, settings: IngestSettings) -> InboundMessage:
+def ingest_batch(db: Session, items: Sequence[Incoming], settings: IngestSettings, tally: Tally) -> None:
+    """Many messages in one transaction, for speed; if any of them fails, the batch is rolled
+    back and every message goes again in a transaction of its own (`ingest`)."""
+    if len(items) <= 1:
+        for item in items:
+            ingest(db, item, settings, tally)
+        return
+    batch = [(item, identify(item.raw)) for item in items]
+    local = Tally()
+    try:
+        known = _known(db, batch, settings.mailbox)
+        for item, identity in batch:
+            _ingest_one(db, item, identity, settings, known, local)
+        db.commit()
+    except Exception:
+        db.rollback()
+        db.expunge_all()
+        log.warning("a batch of %d messages failed; ingesting them one by one", len(items), exc_info=True)
+        for item in items:
+            ingest(db, item, settings, tally)
+            db.expunge_all()
+        return
+    db.expunge_all()
+    tally.update(local)
+
+
+def ingest(db: Session, item: Incoming, settings: IngestSettings, tally: Tally) -> InboundMessage | None:
+    """Store and process one message in its own transaction (committed here).
+
+    A failure other than a malformed message rolls everything back and stores the message
+    alone, still `stored`, for the next pass to retry. Returns None for a duplicate.
+    """
+    identity = identify(item.raw)
+    local = Tally()
+    try:
+        message = _ingest_one(
+            db, item, identity, settings, _known(db, [(item, identity)], settings.mailbox), local
+        )
+        db.commit()
+        tally.update(local)
+        return message
+    except IntegrityError:
+        # Someone stored the same message meanwhile (another poller): it is a duplicate now.
+        db.rollback()
+        if find_existing(db, settings.mailbox, identity) is None:
+            raise
+        _remember_server(db, item.server, None)
+        db.commit()
+        tally["duplicates"] += 1
+        return None
+    except Exception as error:
+        db.rollback()
+        log.exception("processing %s failed; stored for a retry", identity.message_id)
+        known = _known(db, [(item, identity)], settings.mailbox)
+        message = _store(db, item, identity, settings, store_raw=identity.sha256 not in known.raws)
+        message.attempts = 1
+        message.last_error = _describe(error)
+        _remember_server(db, item.server, known)
+        db.commit()
+        tally["stored"] += 1
+        tally.count_outcome(message)
+        return message
+
+
+def _store(
+    db: Session, item: Incoming, identity: Identity, settings: IngestSettings, *, store_raw: bool
+) -> InboundMessage:
+    if store_raw:
+        db.add(InboundRaw(sha256=identity.sha256, size=len(item.raw), data=item.raw))
     return store_message(
         db,
         settings.mailbox,
-        item.raw,
         identity,
         source=item.source,
         source_ref=item.source_ref,
@@ -111,29 +215,28 @@ def _store(db: Session, item: Incoming, identity: Identity, settings: IngestSett
     )
 
 
-def _remember_server(db: Session, server: ServerRef | None) -> None:
+def _remember_server(db: Session, server: ServerRef | None, known: _Known | None) -> None:
     if server is None:
         return
-    exists = db.scalar(
+    key = (server.account, server.folder, server.uidvalidity, server.uid)
+    if known is not None:
+        if key in known.pending:
+            return
+        known.pending.add(key)
+    elif db.scalar(
         select(ImapPendingAction.id).where(
             ImapPendingAction.account == server.account,
             ImapPendingAction.folder == server.folder,
             ImapPendingAction.uidvalidity == server.uidvalidity,
             ImapPendingAction.uid == server.uid,
         )
-    )
-    if exists is None:
-        db.add(
-            ImapPendingAction(
-                account=server.account, folder=server.folder, uidvalidity=server.uidvalidity, uid=server.uid
-            )
+    ):
+        return
+    db.add(
+        ImapPendingAction(
+            account=server.account, folder=server.folder, uidvalidity=server.uidvalidity, uid=server.uid
         )
-
-
-def ingest_many(db: Session, items: Iterable[Incoming], settings: IngestSettings, tally: Tally) -> None:
-    for item in items:
-        ingest(db, item, settings, tally)
-        db.expunge_all()
+    )
 
 
 def reprocess_pending(db: Session, settings: IngestSettings, tally: Tally, limit: int = 500) -> None:

@@ -71,16 +71,9 @@ def find_existing(db: Session, mailbox: str, identity: Identity) -> InboundMessa
     ).first()
 
 
-def store_raw(db: Session, sha256: str, data: bytes) -> None:
-    """Keep the bytes under their hash (once: the same bytes are the same row)."""
-    if db.scalar(select(InboundRaw.sha256).where(InboundRaw.sha256 == sha256)) is None:
-        db.add(InboundRaw(sha256=sha256, size=len(data), data=data))
-
-
 def store_message(
     db: Session,
     mailbox: str,
-    raw: bytes,
     identity: Identity,
     *,
     source: str,
@@ -89,8 +82,7 @@ def store_message(
     headers_only: bool = False,
     size: int | None = None,
 ) -> InboundMessage:
-    """Insert the raw bytes and the message row (status `stored`); the caller checked it is new."""
-    store_raw(db, identity.sha256, raw)
+    """Add the message row (status `stored`); the caller checked it is new and added the raw bytes."""
     message = InboundMessage(
         mailbox=mailbox,
         message_id=identity.message_id,
@@ -104,7 +96,6 @@ def store_message(
         received_at=received_at or utcnow(),
     )
     db.add(message)
-    db.flush()
     return message
 
 

@@ -57,26 +57,28 @@ def test_a_failure_leaves_the_message_stored_and_the_retry_does_it_once(
     app: Flask, imap_mailbox: DovecotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(app, imap_mailbox)
+    imap_mailbox.append(mail(subject="antes"))
     imap_mailbox.append(sample("01"))
+    imap_mailbox.append(mail(subject="depois"))
     real_route = process.route
 
-    def broken(*args: object, **kwargs: object) -> None:
-        real_route(*args, **kwargs)  # type: ignore[arg-type]  # opens the ticket, then fails
-        raise RuntimeError("database hiccup")
+    def broken(db: object, message: InboundMessage, *args: object) -> None:
+        real_route(db, message, *args)  # type: ignore[arg-type]
+        if message.kind == "onboarding":  # the ticket is opened, then the database fails
+            raise RuntimeError("database hiccup")
 
     monkeypatch.setattr(process, "route", broken)
     tally = poll(app)
-    assert tally["failed"] == 1
-    [message] = messages(app)
-    assert message.status == InboundStatus.STORED and message.attempts == 1
-    assert "database hiccup" in message.last_error
-    assert row_counts(app) == (1, 1, 0)  # the half-done ticket was rolled back
+    assert tally["failed"] == 1 and tally["triage"] == 2  # the batch went again one by one
+    failed = next(m for m in messages(app) if m.status == InboundStatus.STORED)
+    assert failed.attempts == 1 and "database hiccup" in failed.last_error
+    assert row_counts(app) == (3, 3, 0)  # the half-done ticket was rolled back
 
     monkeypatch.setattr(process, "route", real_route)
     tally = poll(app)
 
     assert tally["reprocessed"] == 1 and tally["ticket"] == 1 and tally["fetched"] == 0
-    assert row_counts(app) == (1, 1, 1)
+    assert row_counts(app) == (3, 3, 1)
     with fresh_session(app) as session:
         before = snapshot(session)
     poll(app)
