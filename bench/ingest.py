@@ -63,8 +63,8 @@ def corpus(count: int, seed: int = 5000) -> list[bytes]:
 
 def seed(server: DovecotServer, messages: list[bytes]) -> None:
     with server.session() as client:
-        for raw in messages:
-            client.append("INBOX", raw)
+        for start in range(0, len(messages), 200):
+            client.multiappend("INBOX", messages[start : start + 200])
 
 
 def bare_fetch(server: DovecotServer, parse: bool) -> tuple[int, float]:

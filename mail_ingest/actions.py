@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mail_ingest.extract import extract_customer
 from mail_ingest.inbound_models import InboundMessage, InboundOutcome, InboundStatus
+from mail_ingest.lookup import outbound_models
 from mail_ingest.parse import ParsedMessage, ParseError, parse_message
 from mail_ingest.storage import raw_bytes
 from onboarding import audit, services
@@ -194,9 +195,7 @@ def ticket_messages(db: Session, ticket_id: int) -> list[dict[str, Any]]:
 
 def _outbound_items(db: Session, ticket_id: int) -> list[dict[str, Any]]:
     """Sent mail from the outbox, when the outbound part is installed (merged separately)."""
-    from mail_ingest.thread import _outbound
-
-    outbound = _outbound()
+    outbound = outbound_models()
     if outbound is None:
         return []
     sent = outbound.OutboundMail

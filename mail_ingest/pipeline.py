@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mail_ingest.analysis import Analysis
 from mail_ingest.inbound_models import (
     ImapPendingAction,
     InboundKind,
@@ -25,7 +26,7 @@ from mail_ingest.inbound_models import (
     InboundRaw,
     InboundStatus,
 )
-from mail_ingest.process import IngestSettings, process_message, quarantine
+from mail_ingest.process import IngestSettings, analyze_raw, process_batch, process_message, quarantine
 from mail_ingest.storage import Identity, find_existing, identify, raw_bytes, store_message
 
 log = logging.getLogger(__name__)
@@ -116,37 +117,39 @@ def _known(db: Session, batch: Sequence[tuple[Incoming, Identity]], mailbox: str
     return known
 
 
-def _ingest_one(
-    db: Session, item: Incoming, identity: Identity, settings: IngestSettings, known: _Known, tally: Tally
-) -> InboundMessage | None:
-    """Store and process inside the caller's transaction; None for a duplicate. Raises on failure."""
-    _remember_server(db, item.server, known)
-    if identity.message_id in known.message_ids or identity.sha256 in known.shas:
-        tally["duplicates"] += 1
-        return None
-    message = _store(db, item, identity, settings, store_raw=identity.sha256 not in known.raws)
-    known.message_ids.add(identity.message_id)
-    known.shas.add(identity.sha256)
-    known.raws.add(identity.sha256)
-    process_message(db, message, item.raw, settings)
-    tally["stored"] += 1
-    tally.count_outcome(message)
-    return message
+def _run(
+    db: Session, batch: Sequence[tuple[Incoming, Identity]], settings: IngestSettings, tally: Tally
+) -> list[InboundMessage]:
+    """Store the new messages of `batch` and process them, inside the caller's transaction."""
+    known = _known(db, batch, settings.mailbox)
+    entries: list[tuple[InboundMessage, Analysis]] = []
+    for item, identity in batch:
+        _remember_server(db, item.server, known)
+        if identity.message_id in known.message_ids or identity.sha256 in known.shas:
+            tally["duplicates"] += 1
+            continue
+        message = _store(db, item, identity, settings, store_raw=identity.sha256 not in known.raws)
+        known.message_ids.add(identity.message_id)
+        known.shas.add(identity.sha256)
+        known.raws.add(identity.sha256)
+        entries.append((message, analyze_raw(item.raw, settings)))
+    process_batch(db, entries, settings)
+    for message, _ in entries:
+        tally["stored"] += 1
+        tally.count_outcome(message)
+    return [message for message, _ in entries]
 
 
 def ingest_batch(db: Session, items: Sequence[Incoming], settings: IngestSettings, tally: Tally) -> None:
-    """Many messages in one transaction, for speed; if any of them fails, the batch is rolled
-    back and every message goes again in a transaction of its own (`ingest`)."""
+    """Many messages in one transaction, for speed; if anything fails, the batch is rolled back
+    and every message goes again in a transaction of its own (`ingest`)."""
     if len(items) <= 1:
         for item in items:
             ingest(db, item, settings, tally)
         return
-    batch = [(item, identify(item.raw)) for item in items]
     local = Tally()
     try:
-        known = _known(db, batch, settings.mailbox)
-        for item, identity in batch:
-            _ingest_one(db, item, identity, settings, known, local)
+        _run(db, [(item, identify(item.raw)) for item in items], settings, local)
         db.commit()
     except Exception:
         db.rollback()
@@ -169,12 +172,10 @@ def ingest(db: Session, item: Incoming, settings: IngestSettings, tally: Tally) 
     identity = identify(item.raw)
     local = Tally()
     try:
-        message = _ingest_one(
-            db, item, identity, settings, _known(db, [(item, identity)], settings.mailbox), local
-        )
+        stored = _run(db, [(item, identity)], settings, local)
         db.commit()
         tally.update(local)
-        return message
+        return stored[0] if stored else None
     except IntegrityError:
         # Someone stored the same message meanwhile (another poller): it is a duplicate now.
         db.rollback()

@@ -1,4 +1,4 @@
-"""A stored message -> parsed -> classified -> a ticket opened or joined, triage, or quarantine.
+"""Stored messages -> analysed -> a ticket opened or joined, triage, or quarantine.
 
 Runs inside the caller's transaction and only flushes. Never sends mail: nothing here can answer
 an auto-reply or a bounce.
@@ -6,28 +6,25 @@ an auto-reply or a bounce.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from babel.numbers import format_decimal
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from mail_ingest.classify import AUTO_REPLY, BOUNCE, auto_reply_kind, is_integrator_sender
-from mail_ingest.extract import CustomerData, extract_customer, looks_like_onboarding
+from mail_ingest.analysis import Analysis, analyze
+from mail_ingest.classify import BOUNCE
+from mail_ingest.extract import CustomerData
 from mail_ingest.inbound_models import InboundKind, InboundMessage, InboundOutcome, InboundStatus
-from mail_ingest.parse import ParsedMessage, ParseError, parse_message
-from mail_ingest.thread import (
-    thread_ids,
-    ticket_from_bounced_subject,
-    ticket_from_subject,
-    ticket_from_thread,
-)
+from mail_ingest.lookup import Lookup
 from onboarding import audit, services
 from onboarding.config import integrator_domains
 from onboarding.db import utcnow
-from onboarding.models import StepKey, Ticket
+from onboarding.models import Ticket
 
 MAX_EVIDENCE = 300  # TicketStep.evidence
-INTEGRATOR_NAMES = ("boavista",)
 
 
 @dataclass(frozen=True)
@@ -50,87 +47,118 @@ class IngestSettings:
         )
 
 
+def analyze_raw(raw: bytes, settings: IngestSettings) -> Analysis:
+    return analyze(raw, settings.integrator_domains, settings.own_addresses)
+
+
+def process_batch(
+    db: Session, entries: Sequence[tuple[InboundMessage, Analysis]], settings: IngestSettings
+) -> None:
+    """Decide each message in order (a later one sees what an earlier one opened or joined)."""
+    lookup = Lookup(db, settings.mailbox, settings.secret, settings.integrator_domains)
+    lookup.prepare(analysis for _, analysis in entries)
+    links: list[InboundMessage] = []
+    for message, analysis in entries:
+        decide(db, message, analysis, settings, lookup, links)
+    if links:
+        db.flush()
+        now = utcnow()
+        for message in links:
+            audit.record(
+                db,
+                None,
+                "mail.linked",
+                message,
+                ticket_id=message.ticket_id,
+                after={
+                    "message_id": message.message_id,
+                    "outcome": message.outcome,
+                    "from": message.from_address,
+                },
+            )
+        db.execute(
+            update(Ticket)
+            .where(Ticket.id.in_({m.ticket_id for m in links}))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def process_message(db: Session, message: InboundMessage, raw: bytes, settings: IngestSettings) -> None:
-    """Decide what `message` is and act on it; status leaves `stored` for good."""
-    try:
-        parsed = parse_message(raw)
-    except ParseError as error:
-        quarantine(message, InboundKind.MALFORMED, f"Mensagem malformada: {error.reason}")
+    process_batch(db, [(message, analyze_raw(raw, settings))], settings)
+
+
+def decide(
+    db: Session,
+    message: InboundMessage,
+    analysis: Analysis,
+    settings: IngestSettings,
+    lookup: Lookup,
+    links: list[InboundMessage],
+) -> None:
+    if analysis.malformed:
+        quarantine(message, InboundKind.MALFORMED, f"Mensagem malformada: {analysis.error}")
         return
-    describe(message, parsed)
+    describe(message, analysis)
     if message.headers_only:
-        limit = _megabytes(settings.max_bytes)
         quarantine(
             message,
             InboundKind.OVERSIZE,
-            f"Mensagem de {_megabytes(message.size)} excede o limite de {limit} (MAIL_MAX_BYTES); "
-            "não foi baixada, só o cabeçalho foi guardado.",
+            f"Mensagem de {_megabytes(message.size)} excede o limite de {_megabytes(settings.max_bytes)} "
+            "(MAIL_MAX_BYTES); não foi baixada, só o cabeçalho foi guardado.",
         )
         return
-    route(db, message, parsed, settings)
 
+    def join(ticket_id: int, outcome: InboundOutcome, kind: InboundKind) -> None:
+        message.ticket_id = ticket_id
+        _finish(message, outcome, kind)
+        lookup.remember(message.message_id, ticket_id, analysis.from_address)
+        links.append(message)
 
-def describe(message: InboundMessage, parsed: ParsedMessage) -> None:
-    message.from_address = (parsed.from_address or "")[:320]
-    message.from_name = parsed.from_name[:300]
-    message.subject = parsed.subject[:1000]
-    message.in_reply_to = parsed.in_reply_to[:1000] if parsed.in_reply_to else None
-    message.sent_at = parsed.date
-
-
-def route(db: Session, message: InboundMessage, parsed: ParsedMessage, settings: IngestSettings) -> None:
-    sender = (parsed.from_address or "").lower()
-    automatic = auto_reply_kind(parsed)
-    integrator = is_integrator_sender(parsed, settings.integrator_domains)
-    if (
-        automatic == AUTO_REPLY
-        and integrator
-        and _integrator_notice(parsed)
-        and looks_like_onboarding(parsed)
-    ):
-        # Integrator systems mark their own notices auto-generated; they still open tickets
-        # (and, like every inbound mail, are never answered automatically).
-        automatic = None
-    if automatic is None and sender and sender in settings.own_addresses:
-        automatic = AUTO_REPLY  # our own mail coming back: a loop, never to be answered
-
-    if automatic is not None:
-        kind = InboundKind.BOUNCE if automatic == BOUNCE else InboundKind.AUTO_REPLY
-        ids = thread_ids(parsed, bounce=automatic == BOUNCE)
-        ticket_id = ticket_from_thread(db, ids, settings.secret, settings.mailbox)
-        if ticket_id is None and automatic == BOUNCE:
-            ticket_id = ticket_from_bounced_subject(db, parsed, settings.own_addresses)
-        elif ticket_id is None:
-            ticket_id, _ = ticket_from_subject(db, parsed, settings.integrator_domains)
+    if analysis.automatic is not None:
+        bounce = analysis.automatic == BOUNCE
+        kind = InboundKind.BOUNCE if bounce else InboundKind.AUTO_REPLY
+        ticket_id = lookup.ticket_for_thread(analysis)
+        if ticket_id is None:
+            ticket_id = (
+                lookup.ticket_for_bounced_subject(analysis)
+                if bounce
+                else lookup.ticket_for_subject(analysis)[0]
+            )
         if ticket_id is not None:
-            outcome = InboundOutcome.BOUNCE if automatic == BOUNCE else InboundOutcome.AUTO_REPLY
-            link(db, message, ticket_id, outcome, kind)
+            join(ticket_id, InboundOutcome.BOUNCE if bounce else InboundOutcome.AUTO_REPLY, kind)
         else:
-            what = "Aviso de falha de entrega" if automatic == BOUNCE else "Resposta automática"
-            triage(message, kind, f"{what} sem chamado relacionado.")
+            what = "Aviso de falha de entrega" if bounce else "Resposta automática"
+            reason = f"{what} sem chamado relacionado."
+            if analysis.loop:
+                reason = "Mensagem enviada pelo próprio endereço de atendimento, sem chamado relacionado."
+            triage(message, kind, reason)
         return
 
-    ticket_id = ticket_from_thread(db, thread_ids(parsed), settings.secret, settings.mailbox)
+    ticket_id = lookup.ticket_for_thread(analysis)
     if ticket_id is not None:
-        link(db, message, ticket_id, InboundOutcome.REPLY, InboundKind.REPLY)
+        join(ticket_id, InboundOutcome.REPLY, InboundKind.REPLY)
         return
-    ticket_id, subject_reason = ticket_from_subject(db, parsed, settings.integrator_domains)
+    ticket_id, subject_reason = lookup.ticket_for_subject(analysis)
     if ticket_id is not None:
-        link(db, message, ticket_id, InboundOutcome.REPLY, InboundKind.REPLY)
+        join(ticket_id, InboundOutcome.REPLY, InboundKind.REPLY)
         return
 
-    onboarding = looks_like_onboarding(parsed)
-    if onboarding and integrator:
-        open_or_join(db, message, parsed)
+    if analysis.onboarding and analysis.integrator and analysis.customer is not None:
+        existing = lookup.open_ticket_for_cnpj(analysis.customer.cnpj)
+        if existing is not None:
+            join(existing, InboundOutcome.JOINED, InboundKind.ONBOARDING)
+        else:
+            open_from_request(db, message, analysis.customer, analysis.subject, lookup)
         return
-    if onboarding:
-        triage(message, InboundKind.ONBOARDING, _stranger_reason(parsed, settings))
+    if analysis.onboarding:
+        triage(message, InboundKind.ONBOARDING, _stranger_reason(analysis, settings))
     elif subject_reason:
         triage(message, InboundKind.OTHER, subject_reason)
-    elif integrator:
+    elif analysis.integrator:
         triage(message, InboundKind.OTHER, "Mensagem do integrador sem dados de integração reconhecidos.")
-    elif _claims_integrator(parsed):
-        triage(message, InboundKind.OTHER, _stranger_reason(parsed, settings))
+    elif analysis.claims_integrator:
+        triage(message, InboundKind.OTHER, _stranger_reason(analysis, settings))
     else:
         triage(
             message,
@@ -139,14 +167,10 @@ def route(db: Session, message: InboundMessage, parsed: ParsedMessage, settings:
         )
 
 
-def open_or_join(db: Session, message: InboundMessage, parsed: ParsedMessage) -> None:
-    """An integrator's onboarding request: join the customer's open ticket or open one."""
-    data = extract_customer(parsed)
-    if data.cnpj:
-        existing = services.find_open_ticket_for_customer(db, data.cnpj)
-        if existing is not None:
-            link(db, message, existing.id, InboundOutcome.JOINED, InboundKind.ONBOARDING)
-            return
+def open_from_request(
+    db: Session, message: InboundMessage, data: CustomerData, subject: str, lookup: Lookup
+) -> Ticket:
+    """An integrator's onboarding request: a ticket with step `contract` done on its evidence."""
     evidence = message.message_id if len(message.message_id) <= MAX_EVIDENCE else f"sha256:{message.sha256}"
     ticket = services.open_ticket(
         db,
@@ -158,13 +182,16 @@ def open_or_join(db: Session, message: InboundMessage, parsed: ParsedMessage) ->
         contact_email=data.contact_email or "",
         contact_name=data.contact_name or "",
         contact_phone=data.contact_phone or "",
-        subject=(parsed.subject or "")[:300],
+        subject=subject[:300],
         flags=extra_flags(data),
         strict=False,
         contract_evidence=evidence,
     )
     message.ticket_id = ticket.id
     _finish(message, InboundOutcome.TICKET, InboundKind.ONBOARDING)
+    lookup.remember_ticket(ticket, data.cnpj)
+    lookup.remember(message.message_id, ticket.id, message.from_address)
+    return ticket
 
 
 def extra_flags(data: CustomerData) -> list[str]:
@@ -177,23 +204,12 @@ def extra_flags(data: CustomerData) -> list[str]:
     return flags
 
 
-def link(
-    db: Session, message: InboundMessage, ticket_id: int, outcome: InboundOutcome, kind: InboundKind
-) -> None:
-    message.ticket_id = ticket_id
-    _finish(message, outcome, kind)
-    db.flush()
-    ticket = db.get(Ticket, ticket_id)
-    audit.record(
-        db,
-        None,
-        "mail.linked",
-        message,
-        ticket_id=ticket_id,
-        after={"message_id": message.message_id, "outcome": str(outcome), "from": message.from_address},
-    )
-    if ticket is not None:
-        ticket.updated_at = utcnow()
+def describe(message: InboundMessage, analysis: Analysis) -> None:
+    message.from_address = analysis.from_address
+    message.from_name = analysis.from_name
+    message.subject = analysis.subject
+    message.in_reply_to = analysis.in_reply_to
+    message.sent_at = analysis.sent_at
 
 
 def triage(message: InboundMessage, kind: InboundKind, reason: str) -> None:
@@ -216,28 +232,12 @@ def _finish(message: InboundMessage, outcome: InboundOutcome, kind: InboundKind)
     message.processed_at = utcnow()
 
 
-def _integrator_notice(parsed: ParsedMessage) -> bool:
-    """A system-generated notice (RFC 3834 auto-generated), not an answer to anything."""
-    auto = parsed.headers.get("auto-submitted", "").split(";", 1)[0].strip().lower()
-    return (
-        auto == "auto-generated"
-        and "x-autoreply" not in parsed.headers
-        and "x-autorespond" not in parsed.headers
-        and not parsed.in_reply_to
-    )
-
-
-def _claims_integrator(parsed: ParsedMessage) -> bool:
-    name = parsed.from_name.lower()
-    return any(word in name for word in INTEGRATOR_NAMES)
-
-
-def _stranger_reason(parsed: ParsedMessage, settings: IngestSettings) -> str:
-    address = parsed.from_address or "(sem endereço)"
+def _stranger_reason(analysis: Analysis, settings: IngestSettings) -> str:
+    address = analysis.from_address or "(sem endereço)"
     domains = ", ".join(settings.integrator_domains) or "(nenhum configurado)"
-    if _claims_integrator(parsed):
+    if analysis.claims_integrator:
         return (
-            f"O nome do remetente ({parsed.from_name}) se apresenta como integrador, mas o endereço "
+            f"O nome do remetente ({analysis.from_name}) se apresenta como integrador, mas o endereço "
             f"{address} não é de um domínio do integrador ({domains})."
         )
     return (
@@ -247,9 +247,4 @@ def _stranger_reason(parsed: ParsedMessage, settings: IngestSettings) -> str:
 
 
 def _megabytes(size: int) -> str:
-    value = f"{size / (1024 * 1024):.1f}".replace(".", ",")
-    return f"{value} MB"
-
-
-def contract_step_evidence(ticket: Ticket) -> str:
-    return ticket.step(StepKey.CONTRACT).evidence
+    return f"{format_decimal(size / (1024 * 1024), format='#,##0.0', locale='pt_BR')} MB"

@@ -60,21 +60,21 @@ def test_a_failure_leaves_the_message_stored_and_the_retry_does_it_once(
     imap_mailbox.append(mail(subject="antes"))
     imap_mailbox.append(sample("01"))
     imap_mailbox.append(mail(subject="depois"))
-    real_route = process.route
+    real_decide = process.decide
 
     def broken(db: object, message: InboundMessage, *args: object) -> None:
-        real_route(db, message, *args)  # type: ignore[arg-type]
+        real_decide(db, message, *args)  # type: ignore[arg-type]
         if message.kind == "onboarding":  # the ticket is opened, then the database fails
             raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(process, "route", broken)
+    monkeypatch.setattr(process, "decide", broken)
     tally = poll(app)
     assert tally["failed"] == 1 and tally["triage"] == 2  # the batch went again one by one
     failed = next(m for m in messages(app) if m.status == InboundStatus.STORED)
     assert failed.attempts == 1 and "database hiccup" in failed.last_error
     assert row_counts(app) == (3, 3, 0)  # the half-done ticket was rolled back
 
-    monkeypatch.setattr(process, "route", real_route)
+    monkeypatch.setattr(process, "decide", real_decide)
     tally = poll(app)
 
     assert tally["reprocessed"] == 1 and tally["ticket"] == 1 and tally["fetched"] == 0
@@ -93,7 +93,7 @@ def test_a_message_that_keeps_failing_ends_in_quarantine(app: Flask, monkeypatch
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("bug in a rule")
 
-    monkeypatch.setattr(process, "route", broken)
+    monkeypatch.setattr(process, "decide", broken)
     with app.app_context(), fresh_session(app) as session:
         settings = IngestSettings.from_config(app.config)
         tally = Tally()
