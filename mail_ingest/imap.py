@@ -22,6 +22,7 @@ from imapclient.imapclient import SEEN
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from mail_ingest.analyzer import Pending, make_analyzer
 from mail_ingest.inbound_models import ImapCursor, ImapPendingAction
 from mail_ingest.pipeline import Incoming, ServerRef, Tally, ingest_batch, reprocess_pending
 from mail_ingest.process import IngestSettings
@@ -64,6 +65,7 @@ class ImapSettings:
     batch_size: int = 100
     batch_bytes: int = 16 * 1024 * 1024
     ssl_context: ssl.SSLContext | None = None
+    analysis_workers: int | None = None  # worker processes for a large backlog (see analyzer)
 
     @property
     def account(self) -> str:
@@ -95,6 +97,7 @@ class ImapSettings:
             read_timeout=float(config.get("IMAP_READ_TIMEOUT", 120)),
             batch_size=int(config.get("IMAP_BATCH_SIZE", 100)),
             ssl_context=config.get("IMAP_SSL_CONTEXT"),
+            analysis_workers=config.get("MAIL_ANALYSIS_WORKERS"),
         )
 
 
@@ -170,11 +173,40 @@ class Poller:
         if not uids:
             return
         sizes = self._sizes(client, uids)
-        for batch in self._batches(uids, sizes):
-            self._ingest_batch(client, folder, uidvalidity, batch, sizes)
-            self._advance(folder, batch[-1])
-            self._apply_pending(client, folder, uidvalidity)
-            self.heartbeat()
+        analyzer = make_analyzer(
+            len(uids),
+            self.settings.integrator_domains,
+            self.settings.own_addresses,
+            self.imap.analysis_workers,
+        )
+        try:
+            # One batch ahead: the next batch is fetched and being analysed (in worker processes
+            # for a large backlog) while this one is stored and committed.
+            previous: tuple[list[int], list[Incoming], Pending] | None = None
+            for batch in self._batches(uids, sizes):
+                items = self._fetch(client, folder, uidvalidity, batch, sizes)
+                current = (batch, items, analyzer.submit([item.raw for item in items]))
+                if previous is not None:
+                    self._commit(client, folder, uidvalidity, *previous)
+                previous = current
+            if previous is not None:
+                self._commit(client, folder, uidvalidity, *previous)
+        finally:
+            analyzer.close()
+
+    def _commit(
+        self,
+        client: IMAPClient,
+        folder: str,
+        uidvalidity: int,
+        batch: list[int],
+        items: list[Incoming],
+        analyses: Pending,
+    ) -> None:
+        ingest_batch(self.db, items, self.settings, self.tally, analyses)
+        self._advance(folder, batch[-1])
+        self._apply_pending(client, folder, uidvalidity)
+        self.heartbeat()
 
     def _cursor(self, folder: str, uidvalidity: int) -> ImapCursor:
         db = self.db
@@ -234,9 +266,9 @@ class Poller:
         if batch:
             yield batch
 
-    def _ingest_batch(
+    def _fetch(
         self, client: IMAPClient, folder: str, uidvalidity: int, batch: list[int], sizes: dict[int, int]
-    ) -> None:
+    ) -> list[Incoming]:
         oversize = [uid for uid in batch if sizes.get(uid, 0) > self.imap.max_bytes]
         wanted = [uid for uid in batch if uid not in set(oversize)]
         fetched: dict[int, Any] = {}
@@ -277,7 +309,7 @@ class Poller:
             else:
                 log.info("UID %s of %s vanished before it was read", uid, folder)
                 self.tally["vanished"] += 1
-        ingest_batch(self.db, items, self.settings, self.tally)
+        return items
 
     # -- server side, after the commit -------------------------------------------------------
 

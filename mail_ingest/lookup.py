@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from mail_ingest.analysis import Analysis
 from mail_ingest.inbound_models import InboundMessage
 from mail_ingest.tokens import ticket_id_from_message_id
-from onboarding.models import Customer, Ticket, TicketStatus, TicketStep, User
+from onboarding.models import Customer, Ticket, TicketStatus, User
 
 
 def outbound_models() -> ModuleType | None:
@@ -68,8 +68,6 @@ class Lookup:
                     InboundMessage.message_id.in_(ids),
                     InboundMessage.ticket_id.is_not(None),
                 ),
-                # The mail that opened a ticket is its contract evidence.
-                select(TicketStep.evidence, TicketStep.ticket_id).where(TicketStep.evidence.in_(ids)),
             ]
             outbound = outbound_models()
             if outbound is not None:

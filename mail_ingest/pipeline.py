@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mail_ingest.analysis import Analysis
+from mail_ingest.analyzer import Pending
 from mail_ingest.inbound_models import (
     ImapPendingAction,
     InboundKind,
@@ -118,12 +119,20 @@ def _known(db: Session, batch: Sequence[tuple[Incoming, Identity]], mailbox: str
 
 
 def _run(
-    db: Session, batch: Sequence[tuple[Incoming, Identity]], settings: IngestSettings, tally: Tally
+    db: Session,
+    batch: Sequence[tuple[Incoming, Identity]],
+    settings: IngestSettings,
+    tally: Tally,
+    analyses: Pending | None = None,
 ) -> list[InboundMessage]:
-    """Store the new messages of `batch` and process them, inside the caller's transaction."""
+    """Store the new messages of `batch` and process them, inside the caller's transaction.
+
+    `analyses`, when given, yields the analysis of every item of the batch, in order.
+    """
+    prepared = analyses() if analyses is not None else None
     known = _known(db, batch, settings.mailbox)
     entries: list[tuple[InboundMessage, Analysis]] = []
-    for item, identity in batch:
+    for index, (item, identity) in enumerate(batch):
         _remember_server(db, item.server, known)
         if identity.message_id in known.message_ids or identity.sha256 in known.shas:
             tally["duplicates"] += 1
@@ -132,7 +141,8 @@ def _run(
         known.message_ids.add(identity.message_id)
         known.shas.add(identity.sha256)
         known.raws.add(identity.sha256)
-        entries.append((message, analyze_raw(item.raw, settings)))
+        analysis = prepared[index] if prepared is not None else analyze_raw(item.raw, settings)
+        entries.append((message, analysis))
     process_batch(db, entries, settings)
     for message, _ in entries:
         tally["stored"] += 1
@@ -140,16 +150,22 @@ def _run(
     return [message for message, _ in entries]
 
 
-def ingest_batch(db: Session, items: Sequence[Incoming], settings: IngestSettings, tally: Tally) -> None:
+def ingest_batch(
+    db: Session,
+    items: Sequence[Incoming],
+    settings: IngestSettings,
+    tally: Tally,
+    analyses: Pending | None = None,
+) -> None:
     """Many messages in one transaction, for speed; if anything fails, the batch is rolled back
-    and every message goes again in a transaction of its own (`ingest`)."""
-    if len(items) <= 1:
+    and every message goes again in a transaction of its own (`ingest`, analysed inline)."""
+    if len(items) <= 1 and analyses is None:
         for item in items:
             ingest(db, item, settings, tally)
         return
     local = Tally()
     try:
-        _run(db, [(item, identify(item.raw)) for item in items], settings, local)
+        _run(db, [(item, identify(item.raw)) for item in items], settings, local, analyses)
         db.commit()
     except Exception:
         db.rollback()

@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -84,6 +85,7 @@ def test_sigkill_at_random_points_never_loses_or_duplicates(app: Flask, imap_mai
     engine = sa.create_engine(app.config["DATABASE_URL"])
     thresholds = sorted(rng.sample(range(1, TOTAL - 10), KILLS))
     killed = 0
+    orphans: set[int] = set()
     try:
         for threshold in thresholds:
             process = _poller(app, imap_mailbox)
@@ -91,8 +93,10 @@ def test_sigkill_at_random_points_never_loses_or_duplicates(app: Flask, imap_mai
                 time.sleep(0.002)
             time.sleep(rng.uniform(0, 0.03))
             if process.poll() is None:
+                workers = _children(process.pid)  # the analysis pool, for a backlog this size
                 process.kill()
                 killed += 1
+                orphans.update(workers)
             process.wait()
         finish = _poller(app, imap_mailbox)
         _, errors = finish.communicate(timeout=120)
@@ -120,8 +124,30 @@ def test_sigkill_at_random_points_never_loses_or_duplicates(app: Flask, imap_mai
             assert by_id[message_id].ticket_id == by_id[parent].ticket_id
     assert all(b"\\Seen" in m.flags for m in imap_mailbox.fetch_all())
     assert killed >= KILLS - 2  # the kills landed while the poller was working
+    assert orphans, "the poller never ran analysis workers"
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in orphans) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in orphans if _alive(pid)], "analysis workers outlived the killed poller"
 
 
 def _stored(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(InboundMessage)).scalar_one())
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(child) for child in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
