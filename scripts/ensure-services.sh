@@ -4,7 +4,8 @@
 # Redis servers running on loopback. Idempotent: run it as often as you like.
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd chromium openssh-server openssh-sftp-server)
+# fonts-liberation is only a Recommends of chromium; without it pages render in fallback fonts.
+PACKAGES=(dovecot-imapd chromium fonts-liberation openssh-server openssh-sftp-server)
 
 log() { printf 'ensure-services: %s\n' "$*" >&2; }
 die() { printf 'ensure-services: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -61,9 +62,17 @@ install_packages() {
     sshd_before=$(running_pid /run/sshd.pid)
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
+    local apt_log
+    apt_log=$(mktemp)
+    if ! apt-get update -qq >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        die "apt-get update failed"
+    fi
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        die "apt-get install ${missing[*]} failed"
+    fi
+    rm -f "$apt_log"
     for p in "${missing[@]}"; do
         is_installed "$p" || die "package $p is still not installed after apt-get install"
     done

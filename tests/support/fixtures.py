@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page
 
 from tests.support.browser import LiveServer, chromium_available, launch_chromium, screenshot
 from tests.support.dovecot import DovecotServer, dovecot_available
@@ -87,7 +88,7 @@ def smtp_server(smtp_server_factory: Callable[..., SmtpServer]) -> SmtpServer:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     """Headless Debian Chromium (playwright.sync_api.Browser) for the session."""
     reason = chromium_available()
     if reason:
@@ -117,7 +118,7 @@ _CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A page in a fresh browser context (pt-BR, São Paulo time); a failing test leaves a
     screenshot in artifacts/screenshots/FAILED-<test>.png."""
     context = browser.new_context(

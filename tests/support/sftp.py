@@ -85,6 +85,7 @@ class SftpServer:
         self.known_hosts_path = self.workdir / "known_hosts"
         self.known_hosts_path.write_text(self.known_hosts_line(self.host_public_key))
         self._process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
         self._write_config()
 
     # -- identity ---------------------------------------------------------------------------
@@ -143,8 +144,25 @@ ForceCommand internal-sftp
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start sshd. Until it has run once, a failed start is retried on a new port, in case
+        another test run took the port between free_port() and the bind."""
         if self.running:
             return
+        attempts = 1 if self._started_once else 3
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+            except SftpError:
+                if attempt == attempts:
+                    raise
+                self.port = free_port(self.host)
+                self.known_hosts_path.write_text(self.known_hosts_line(self.host_public_key))
+                self._write_config()
+            else:
+                self._started_once = True
+                return
+
+    def _start_once(self, timeout: float) -> None:
         if port_open(self.host, self.port):
             raise SftpError(f"port {self.host}:{self.port} is already taken by someone else")
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
