@@ -125,9 +125,14 @@ def single_line(value: str) -> str:
     return unicodedata.normalize("NFC", _WHITESPACE_RUN.sub(" ", value).strip())
 
 
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]*=*")
+
+
 def _decode_word_payload(encoding: str, payload: str) -> bytes | None:
     try:
         if encoding in "bB":
+            if not _BASE64_CHARS.fullmatch(payload):
+                return None
             compact = payload.encode("ascii", "ignore")
             compact += b"=" * (-len(compact) % 4)
             return binascii.a2b_base64(compact)

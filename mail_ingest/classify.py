@@ -79,9 +79,12 @@ def bounce_original_message_id(parsed: ParsedMessage) -> str | None:
 
 
 def is_integrator_sender(parsed: ParsedMessage, domains: Iterable[str]) -> bool:
-    """True when the From address (never the display name) is in one of ``domains`` or below."""
+    """True when the From address (never the display name) is in one of ``domains`` or below.
+
+    A From header that can be read as more than one address is never the integrator.
+    """
     address = parsed.from_address or ""
-    if address.count("@") < 1:
+    if parsed.from_ambiguous or "@" not in address:
         return False
     domain = address.rsplit("@", 1)[1].strip().rstrip(".").lower()
     if not domain or not re.fullmatch(r"[a-z0-9.-]+", domain):

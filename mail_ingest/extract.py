@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,11 @@ from mail_ingest.charsets import decode_bytes, single_line
 from mail_ingest.labels import Field, fold, label_alone, match_label
 from mail_ingest.parse import Attachment, ParsedMessage
 
+# Bounds that keep hostile input linear: customer data sits in the first lines of a mail.
+MAX_TEXT_CHARS = 500_000
 MAX_LINES = 5000
+MAX_LINE_CHARS = 1000
+MAX_VALUE_CHARS = 500
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
 MAX_CSV_ROWS = 5000
 _MAX_NAME_LENGTH = 200
@@ -30,6 +35,7 @@ _CNPJ_SHAPE = re.compile(
 )
 _FORMATTED_CNPJ = re.compile(r"\d{2}\.\d{3}\.\d{3}/\d{4}-?\d{2}|\d{8}/\d{4}-?\d{2}")
 _DATE = re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+_PHONE_SHAPE = re.compile(r"(?:\+?55\s*)?(?:\(\d{2}\)\s*)?\b\d{4,5}-\d{4}\b")
 _CODE = re.compile(r"(?<![\w])\d{4,20}(?![\w])")
 _CODE_ONLY_LINE = re.compile(r"^(?:[\s,;/|\-–•*.]|\be\b|\d)+$")
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
@@ -72,7 +78,7 @@ def looks_like_onboarding(parsed: ParsedMessage) -> bool:
     collector = _scan(parsed)
     if not collector.labels_seen & {Field.CNPJ, Field.ESTABLISHMENT_CODES}:
         return False
-    return any(_ONBOARDING_WORDS.search(fold(chunk)) for chunk in _prose(parsed))
+    return any(_ONBOARDING_WORDS.search(fold(chunk[:MAX_TEXT_CHARS])) for chunk in _prose(parsed))
 
 
 # -- scanning -------------------------------------------------------------------------------------
@@ -87,7 +93,10 @@ class _Collector:
 
     def add(self, field_: Field, value: str) -> None:
         self.labels_seen.add(field_)
-        value = single_line(value) if field_ is not Field.ESTABLISHMENT_CODES else value
+        if field_ is Field.ESTABLISHMENT_CODES:
+            value = value[: MAX_VALUE_CHARS * 20]  # one code per line or cell
+        else:
+            value = single_line(value[:MAX_VALUE_CHARS])
         if not value.strip(_TRIM):
             return
         if field_ is Field.ESTABLISHMENT_CODES:
@@ -155,7 +164,26 @@ class _Collector:
         )
 
 
+# The caller usually asks both extract_customer and looks_like_onboarding about one message:
+# scan it once. Keyed by id() and checked through a weak reference, so no stale hit is possible.
+_SCANS: dict[int, tuple[weakref.ref[ParsedMessage], _Collector]] = {}
+
+
 def _scan(parsed: ParsedMessage) -> _Collector:
+    cached = _SCANS.get(id(parsed))
+    if cached is not None and cached[0]() is parsed:
+        return cached[1]
+    collector = _scan_uncached(parsed)
+    try:
+        key = id(parsed)
+        ref = weakref.ref(parsed, lambda _ref: _SCANS.pop(key, None))
+    except TypeError:
+        return collector
+    _SCANS[key] = (ref, collector)
+    return collector
+
+
+def _scan_uncached(parsed: ParsedMessage) -> _Collector:
     collector = _Collector()
     for message in parsed.walk():
         scan_text(collector, message.text)
@@ -171,7 +199,9 @@ def _scan(parsed: ParsedMessage) -> _Collector:
 
 def scan_text(collector: _Collector, text: str) -> None:
     """Feed "Label: value" lines (and tab-separated blocks) of ``text`` to ``collector``."""
-    lines = [_QUOTE_PREFIX.sub("", line) for line in text.split("\n")[:MAX_LINES]]
+    lines = [
+        _QUOTE_PREFIX.sub("", line[:MAX_LINE_CHARS]) for line in text[:MAX_TEXT_CHARS].split("\n")[:MAX_LINES]
+    ]
     index = 0
     while index < len(lines):
         line = lines[index]
@@ -249,19 +279,22 @@ def _is_header(cells: Sequence[str], labels: dict[int, Field]) -> bool:
 def _scan_label_value_row(collector: _Collector, cells: list[str]) -> None:
     i = 0
     while i < len(cells):
-        cell = cells[i]
-        field_ = label_alone(cell) if cell else None
-        if field_ is not None:
-            values = [c for c in cells[i + 1 :] if c]
-            if field_ is Field.ESTABLISHMENT_CODES:
-                collector.add(field_, "\n".join(v for v in values if label_alone(v) is None))
-                return
-            collector.add(field_, values[0] if values and label_alone(values[0]) is None else "")
-            i += 2
+        field_ = label_alone(cells[i]) if cells[i] else None
+        if field_ is None:
+            if cells[i]:
+                scan_text(collector, cells[i].replace("\t", " "))
+            i += 1
             continue
-        if cell:
-            scan_text(collector, cell.replace("\t", " "))
-        i += 1
+        end = i + 1  # the cells up to the next label cell belong to this label
+        while end < len(cells) and not (cells[end] and label_alone(cells[end]) is not None):
+            end += 1
+        if field_ is Field.ESTABLISHMENT_CODES:  # possibly one code per cell
+            collector.add(field_, "\n".join(cells[i + 1 : end]))
+            i = end
+            continue
+        first = next((k for k in range(i + 1, end) if cells[k]), None)
+        collector.add(field_, cells[first] if first is not None else "")
+        i = first + 1 if first is not None else end
 
 
 def _scan_attachment(collector: _Collector, attachment: Attachment) -> None:
@@ -311,8 +344,8 @@ def _prose(parsed: ParsedMessage) -> Iterable[str]:
 
 
 def codes_in(value: str) -> list[str]:
-    """Establishment codes (4 to 20 digits) in a value; CNPJs and dates in it are not codes."""
-    cleaned = _DATE.sub(" ", _FORMATTED_CNPJ.sub(" ", value))
+    """Establishment codes (4 to 20 digits) in a value; CNPJs, dates and phones are not codes."""
+    cleaned = _PHONE_SHAPE.sub(" ", _DATE.sub(" ", _FORMATTED_CNPJ.sub(" ", value)))
     return list(dict.fromkeys(_CODE.findall(cleaned)))
 
 

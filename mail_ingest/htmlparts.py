@@ -18,6 +18,7 @@ Table = tuple[Row, ...]
 MAX_TABLES = 200
 MAX_ROWS_PER_TABLE = 5000
 MAX_CELLS_PER_ROW = 200
+INSCRIPTIS_MAX_ELEMENTS = 20_000
 
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
@@ -28,8 +29,18 @@ _INSCRIPTIS_CONFIG = ParserConfig(display_links=False, display_images=False)
 
 def sanitize_html(html: str) -> str:
     """HTML safe to show inside a page: no scripts, event handlers or javascript: URLs."""
+    tree = parse_html(html)
+    return sanitize_tree(tree) if tree is not None else ""
+
+
+def sanitize_tree(tree: lxml.html.HtmlElement) -> str:
+    """:func:`sanitize_html` for an already parsed tree.
+
+    nh3 gets lxml's re-serialization rather than the raw HTML: libxml2 caps nesting depth, and
+    nh3's parser slows down quadratically on deeply nested hostile markup.
+    """
     try:
-        return nh3.clean(scrub_text(html))
+        return nh3.clean(lxml.html.tostring(tree, encoding="unicode"))
     except Exception:  # nh3 refuses some inputs; an empty body is the safe answer
         return ""
 
@@ -49,12 +60,27 @@ def parse_html(html: str) -> lxml.html.HtmlElement | None:
 
 
 def html_to_text(tree: lxml.html.HtmlElement) -> str:
-    """Readable plain text for an HTML tree (tables laid out, links hidden)."""
+    """Readable plain text for an HTML tree (tables laid out, links hidden).
+
+    Very large documents get a plain line-by-line rendering: inscriptis' table layout grows
+    too slow on them.
+    """
+    if _element_count(tree, INSCRIPTIS_MAX_ELEMENTS + 1) > INSCRIPTIS_MAX_ELEMENTS:
+        return _node_text(tree)
     try:
         text = Inscriptis(tree, _INSCRIPTIS_CONFIG).get_text()
     except Exception:  # inscriptis recursion or layout failure: keep the words
         text = _node_text(tree)
     return scrub_text(text)
+
+
+def _element_count(tree: lxml.html.HtmlElement, limit: int) -> int:
+    count = 0
+    for _ in tree.iter():
+        count += 1
+        if count >= limit:
+            break
+    return count
 
 
 def extract_tables(tree: lxml.html.HtmlElement) -> tuple[Table, ...]:

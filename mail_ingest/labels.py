@@ -6,7 +6,6 @@ character) so that offsets found there cut the original text.
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -39,7 +38,8 @@ _PATTERNS: tuple[tuple[Field, str, _Mode], ...] = (
     (
         Field.CNPJ,
         r"c\.?\s?n\.?\s?p\.?\s?j\.?(?:\s*/\s*mf)?"
-        r"(?:\s+d[oa]\s+(?:cliente|empresa|matriz|farmacia|loja|estabelecimento))?",
+        r"(?:\s+d[oa]\s+(?:cliente|empresa|matriz|farmacia|loja|estabelecimento))?"
+        r"(?:\s+(?:correto|corrigido|atualizado|certo|completo))?",
         _Mode.BARE,
     ),
     (
@@ -71,6 +71,7 @@ _PATTERNS: tuple[tuple[Field, str, _Mode], ...] = (
     ),
 )
 
+MAX_LINE_CHARS = 1000
 _PREFIX = r"^[\s>*•·\-–—]*"
 _LABEL_END = r"(?![a-z0-9])[ \t]*(?:\([a-z \t/.,;-]{1,40}\)[ \t]*)?(?:n[o°]\.?[ \t]*)?"
 _SEPARATOR = {
@@ -101,18 +102,25 @@ _STARTS_WITH_LABEL = re.compile(_PREFIX + f"(?:{_ANY_LABEL})(?![a-z0-9])")
 _MIDLINE_LABEL = re.compile(f"(?<=[\\s|;,])(?:{_ANY_LABEL}){_LABEL_END}[ \t]*[:=]")
 
 
-@functools.lru_cache(maxsize=4096)
-def _fold_char(ch: str) -> str:
-    base = unicodedata.normalize("NFKD", ch)[:1] or ch
-    lowered = base.lower()[:1] or base
-    return lowered
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table filled on first sight of each character."""
+
+    def __missing__(self, codepoint: int) -> str:
+        ch = chr(codepoint)
+        base = unicodedata.normalize("NFKD", ch)[:1] or ch
+        folded = base.lower()[:1] or base
+        self[codepoint] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
 
 
 def fold(text: str) -> str:
     """Lower case without accents, with exactly one output character per input character."""
     if text.isascii():
         return text.lower()
-    return "".join(_fold_char(ch) for ch in text)
+    return text.translate(_FOLD_TABLE)
 
 
 @dataclass(frozen=True)
@@ -126,28 +134,30 @@ def match_label(line: str) -> list[LabelMatch]:
     """The label/value pairs on one line: empty when the line does not start with a label.
 
     A label alone (``"CNPJ:"``) yields one match with an empty value; the caller may look for the
-    value on the next line.
+    value on the next line. Only the first :data:`MAX_LINE_CHARS` characters are read.
     """
+    line = line[:MAX_LINE_CHARS]
     folded = fold(line)
-    if not _STARTS_WITH_LABEL.match(folded):
-        return []
-    alone = label_alone(line, folded)
-    if alone is not None:
-        return [LabelMatch(alone, "", folded.rstrip().endswith((":", "=", "-", "–", "—")))]
-    best: tuple[int, Field] | None = None
-    for label in _LABELS:
-        found = label.with_value.match(folded)
-        if found and (best is None or found.end() > best[0]):
-            best = (found.end(), label.field)
-    if best is None:
-        return []
-    end, field = best
-    rest, rest_folded = line[end:], folded[end:]
-    cut = _MIDLINE_LABEL.search(rest_folded)
-    value = rest[: cut.start()] if cut else rest
-    matches = [LabelMatch(field, value.strip(), True)]
-    if cut:
-        matches.extend(match_label(rest[cut.start() :]))
+    matches: list[LabelMatch] = []
+    while _STARTS_WITH_LABEL.match(folded):
+        alone = label_alone(line, folded)
+        if alone is not None:
+            matches.append(LabelMatch(alone, "", folded.rstrip().endswith((":", "=", "-", "–", "—"))))
+            break
+        best: tuple[int, Field] | None = None
+        for label in _LABELS:
+            found = label.with_value.match(folded)
+            if found and (best is None or found.end() > best[0]):
+                best = (found.end(), label.field)
+        if best is None:
+            break
+        end, field = best
+        cut = _MIDLINE_LABEL.search(folded, end)
+        value_end = cut.start() if cut else len(line)
+        matches.append(LabelMatch(field, line[end:value_end].strip(), True))
+        if cut is None:
+            break
+        line, folded = line[value_end:], folded[value_end:]
     return matches
 
 

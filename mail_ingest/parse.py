@@ -12,17 +12,18 @@ import email
 import email.utils
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.errors import InvalidHeaderDefect
 from email.message import Message
 from types import MappingProxyType
 from typing import TypeVar
 
-from mail_ingest.charsets import decode_bytes, decode_rfc2047, scrub_text, single_line
+from mail_ingest.charsets import decode_bytes, decode_rfc2047, fix_surrogates, scrub_text, single_line
 from mail_ingest.filenames import safe_filename
-from mail_ingest.htmlparts import Table, extract_tables, html_to_text, parse_html, sanitize_html
+from mail_ingest.htmlparts import Table, extract_tables, html_to_text, parse_html, sanitize_tree
 
 _T = TypeVar("_T")
 
@@ -31,6 +32,7 @@ MAX_MIME_DEPTH = 30
 MAX_FORWARD_DEPTH = 4
 MAX_REFERENCES = 100
 _MAX_ID_LENGTH = 998
+_MAX_FROM_CHARS = 2000
 
 # Headers kept verbatim (decoded, one line) for classification, by lower-case name.
 CLASSIFICATION_HEADERS = (
@@ -54,7 +56,11 @@ _MAIL_HEADERS = frozenset(
     {"from", "sender", "to", "cc", "subject", "date", "message-id", "received", "return-path", "delivered-to"}
 )
 _ANGLE_ID = re.compile(rf"<([^<>\s]{{1,{_MAX_ID_LENGTH}}})>")
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
 _BARE_ID = re.compile(r"[^<>\s]+@[^<>\s]+")
+# Blank lines before the headers, or an mbox-escaped ">From " line, would end the header section
+# at once; they carry nothing and are skipped. (An unescaped "From " line is the parser's unixfrom.)
+_LEADING_JUNK = re.compile(rb"\A(?:[ \t]*\r?\n)*(?:>+From [^\n]*\n)?")
 _TEXT_SUBTYPES = frozenset({"plain", "html"})
 _HEADER_PART_TYPES = frozenset({"text/rfc822-headers", "message/rfc822-headers"})
 _FORWARD_TYPES = frozenset({"message/rfc822", "message/global"})
@@ -70,7 +76,9 @@ class ParseError(Exception):
 
 @dataclass(frozen=True)
 class Attachment:
-    filename: str
+    """A leaf part that is not the body: store it, never serve it inline as HTML."""
+
+    filename: str  # safe: see mail_ingest.filenames.safe_filename
     content_type: str
     payload: bytes = field(repr=False)
     sha256: str
@@ -82,11 +90,32 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ParsedMessage:
+    """One message, decoded. Sequences are tuples; every string is valid Unicode.
+
+    - ``message_id``, ``in_reply_to``, ``references``: normalized ``<id>`` forms; ``message_id``
+      is None when the header is missing (see :func:`derived_message_id`).
+    - ``from_address``, ``to``, ``cc``, ``reply_to``: lower-case addresses; ``from_name`` is the
+      decoded display name, for display only; ``from_ambiguous``: see ``_Builder._from``.
+    - ``date``: time-zone aware (UTC when the header says ``-0000``), None when missing or invalid.
+    - ``headers``: the :data:`CLASSIFICATION_HEADERS` present, decoded, by lower-case name.
+    - ``content_type``, ``report_type``: of the top-level part (``multipart/report``,
+      ``delivery-status`` for a DSN).
+    - ``text``: the text/plain body parts, or the HTML converted to text when there is no plain
+      part; ``html_safe``: the HTML body sanitized with nh3, or None; ``tables``: every HTML
+      table as rows of cell strings.
+    - ``attachments``: every other leaf part; ``forwarded``: attached messages (message/rfc822
+      or ``.eml`` files), parsed the same way; ``attached_headers``: header blocks of
+      text/rfc822-headers parts (a bounce's copy of the original); ``delivery_status``: the text
+      of a message/delivery-status part.
+    - ``defects``: what was repaired or left out, for the log; never a reason to reject.
+    """
+
     message_id: str | None
     in_reply_to: str | None
     references: tuple[str, ...]
     from_name: str
     from_address: str | None
+    from_ambiguous: bool
     to: tuple[str, ...]
     cc: tuple[str, ...]
     reply_to: str | None
@@ -120,7 +149,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     """Parse raw mail bytes; raise :class:`ParseError` when they are not a readable message."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise ParseError(f"expected bytes, got {type(raw).__name__}")
-    raw = bytes(raw)
+    raw = _LEADING_JUNK.sub(b"", bytes(raw), count=1)
     if not raw.strip():
         raise ParseError("empty message")
     try:
@@ -153,6 +182,7 @@ class _Builder:
         self.forwarded: list[ParsedMessage] = []
         self.attached_headers: list[Mapping[str, str]] = []
         self.delivery_status: list[str] = []
+        self._from_invalid = False
 
     def build(self, message: Message) -> ParsedMessage:
         raw_headers = _raw_headers(message)
@@ -165,25 +195,27 @@ class _Builder:
         sanitized: list[str] = []
         html_texts: list[str] = []
         for html in self.htmls:
-            sanitized.append(sanitize_html(html))
             tree = parse_html(html)
             if tree is None:
                 continue
             if not self.texts:
                 html_texts.append(html_to_text(tree))
             tables.extend(self._safely("table extraction failed", extract_tables, tree) or ())
+            sanitized.append(sanitize_tree(tree))
         if not self.texts:
             text = "\n\n".join(t for t in html_texts if t.strip())
 
-        content_type = self._safely("bad Content-Type", message.get_content_type) or "text/plain"
-        report_type = self._safely("bad Content-Type parameters", _param, message, "report-type")
-        from_name, from_address = self._from(message, raw_headers)
+        info = self._safely("bad Content-Type", _PartInfo.of, message)
+        content_type = info.content_type if info else "text/plain"
+        report_type = info.report_type if info else None
+        from_name, from_address, from_ambiguous = self._from(message, raw_headers)
         return ParsedMessage(
             message_id=normalize_message_id(raw_headers.get("message-id")),
             in_reply_to=normalize_message_id(raw_headers.get("in-reply-to")),
             references=_message_ids(raw_headers.get("references", ""))[-MAX_REFERENCES:],
             from_name=from_name,
             from_address=from_address,
+            from_ambiguous=from_ambiguous,
             to=self._addresses(message, raw_headers, "to"),
             cc=self._addresses(message, raw_headers, "cc"),
             reply_to=next(iter(self._addresses(message, raw_headers, "reply-to")), None),
@@ -197,7 +229,7 @@ class _Builder:
                 }
             ),
             content_type=content_type,
-            report_type=single_line(report_type).lower() or None if report_type else None,
+            report_type=report_type,
             text=text,
             html_safe="\n".join(s for s in sanitized if s) or None,
             tables=tuple(tables),
@@ -232,44 +264,49 @@ class _Builder:
                 stack.extend((child, level + 1) for child in reversed(children))
 
     def _visit(self, part: Message, level: int) -> list[Message]:
-        content_type = part.get_content_type()
-        payload = part.get_payload()
-        if content_type in _FORWARD_TYPES:
-            self._forwarded(part, payload)
+        info = _PartInfo.of(part)
+        payload = _raw_payload(part)
+        if info.content_type in _FORWARD_TYPES:
+            self._forwarded(part, payload, info)
             return []
-        if content_type == "message/delivery-status":
+        if info.content_type == "message/delivery-status":
             self.delivery_status.append(_delivery_status_text(part, payload))
             return []
-        if content_type in _HEADER_PART_TYPES:
-            self.attached_headers.append(_header_block(_leaf_bytes(part)))
+        if info.content_type in _HEADER_PART_TYPES:
+            if isinstance(payload, list):  # message/rfc822-headers: the parser read it as a message
+                inner = next((p for p in payload if isinstance(p, Message)), None)
+                self.attached_headers.append(_header_items(inner.raw_items() if inner else ()))
+            else:
+                self.attached_headers.append(_header_block(_leaf_bytes(part)))
             return []
         if isinstance(payload, list):
             return [child for child in payload if isinstance(child, Message)]
-        disposition = part.get_content_disposition()
-        filename = part.get_filename()
-        maintype, _, subtype = content_type.partition("/")
+        maintype, _, subtype = info.content_type.partition("/")
         is_body = (
-            maintype == "text" and subtype in _TEXT_SUBTYPES and disposition != "attachment" and not filename
+            maintype == "text"
+            and subtype in _TEXT_SUBTYPES
+            and info.disposition != "attachment"
+            and not info.filename
         )
         data = _leaf_bytes(part)
         if is_body:
-            decoded = scrub_text(decode_bytes(data, _charset(part)))
+            decoded = scrub_text(decode_bytes(data, info.charset))
             (self.texts if subtype == "plain" else self.htmls).append(decoded)
             return []
-        if filename and filename.lower().endswith(".eml") and self._forwarded_bytes(data):
+        if info.filename and info.filename.lower().endswith(".eml") and self._forwarded_bytes(data):
             return []
-        self._attach(filename, content_type, data)
+        self._attach(info.filename, info.content_type, data)
         return []
 
     # -- parts ---------------------------------------------------------------------------------
 
-    def _forwarded(self, part: Message, payload: object) -> None:
+    def _forwarded(self, part: Message, payload: object, info: _PartInfo) -> None:
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             inner = payload[0]
             cte = str(part.get("content-transfer-encoding", "")).strip().lower()
             if cte in ("base64", "quoted-printable") and not list(inner.raw_items()):
                 # Non-compliant but seen: an encoded message/rfc822 body the parser took as text.
-                body = inner.get_payload()
+                body = _raw_payload(inner)
                 if isinstance(body, str) and self._forwarded_bytes(_decode_cte(body, cte)):
                     return
             if self.depth + 1 > MAX_FORWARD_DEPTH:
@@ -280,7 +317,7 @@ class _Builder:
             return
         data = _leaf_bytes(part)
         if not self._forwarded_bytes(data):
-            self._attach(part.get_filename(), "message/rfc822", data)
+            self._attach(info.filename, "message/rfc822", data)
 
     def _forwarded_bytes(self, data: bytes) -> bool:
         """Parse an attached .eml; False when it is not readable as a message."""
@@ -323,13 +360,25 @@ class _Builder:
             self.defects.append(defect)
             return None
 
-    def _from(self, message: Message, raw_headers: Mapping[str, str]) -> tuple[str, str | None]:
+    def _from(self, message: Message, raw_headers: Mapping[str, str]) -> tuple[str, str | None, bool]:
+        """(display name, address, ambiguous) of the sender.
+
+        Ambiguous when the header can be read as more than one address: several addresses, an
+        invalid header, or an angle-bracketed address that is not the one parsed (as in
+        ``juliana@integrador.example <x@evil.example>``, where readers show the second). The
+        address is then the last angle-bracketed one, which is what mail clients display.
+        """
         pairs = self._address_pairs(message, raw_headers, "from")
         if not pairs:
-            return "", None
-        if len(pairs) > 1:
-            self.defects.append("several From addresses: the first was used")
-        return pairs[0]
+            return "", None, False
+        name, address = pairs[0]
+        angled = [a.lower() for a in _ANGLE_ADDRESS.findall(raw_headers.get("from", "")[:_MAX_FROM_CHARS])]
+        ambiguous = len(pairs) > 1 or self._from_invalid or any(candidate != address for candidate in angled)
+        if ambiguous:
+            self.defects.append("ambiguous From header: the sender cannot be trusted")
+            if angled:
+                address = angled[-1]
+        return name, address, ambiguous
 
     def _addresses(self, message: Message, raw_headers: Mapping[str, str], name: str) -> tuple[str, ...]:
         found = (address for _, address in self._address_pairs(message, raw_headers, name) if address)
@@ -338,16 +387,26 @@ class _Builder:
     def _address_pairs(
         self, message: Message, raw_headers: Mapping[str, str], name: str
     ) -> list[tuple[str, str | None]]:
+        """(display name, lower-case address) pairs of one address header.
+
+        From goes through the strict modern parser (the sender decides trust); the other
+        headers, and From when that parser fails, through the lighter ``getaddresses``.
+        """
         if name not in raw_headers:
             return []
-        try:
-            header = message[name]
-            pairs = [
-                (str(address.display_name or ""), str(address.addr_spec or ""))
-                for address in header.addresses
-            ]
-        except Exception:
-            self.defects.append(f"malformed {name} header: parsed leniently")
+        pairs: list[tuple[str, str]] | None = None
+        if name == "from":
+            try:
+                header = message[name]
+                pairs = [
+                    (str(address.display_name or ""), str(address.addr_spec or ""))
+                    for address in header.addresses
+                ]
+                self._from_invalid = any(isinstance(d, InvalidHeaderDefect) for d in header.defects)
+            except Exception:
+                self._from_invalid = True
+                self.defects.append("malformed From header: parsed leniently")
+        if pairs is None:
             pairs = email.utils.getaddresses([raw_headers[name]])
         result: list[tuple[str, str | None]] = []
         for display_name, addr_spec in pairs:
@@ -397,18 +456,60 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _param(part: Message, name: str) -> str | None:
-    value = part.get_param(name)
-    if isinstance(value, tuple):  # RFC 2231 form: (charset, language, value)
-        value = value[2]
-    return str(value) if value else None
+@dataclass(frozen=True)
+class _PartInfo:
+    """Content-Type and Content-Disposition of one part, read once.
+
+    The compat32 parameter parser is much cheaper than the header registry, which would re-parse
+    the header on every access; raw 8-bit values are repaired before it sees them, so accented
+    file names sent unencoded survive.
+    """
+
+    content_type: str
+    charset: str | None
+    report_type: str | None
+    disposition: str | None
+    filename: str | None
+
+    @classmethod
+    def of(cls, part: Message) -> _PartInfo:
+        headers = Message()  # compat32: only used as a parameter parser
+        headers.set_default_type(part.get_default_type())
+        for name, value in part.raw_items():
+            key = str(name).lower()
+            if key in ("content-type", "content-disposition") and key not in headers:
+                # Raw 8-bit bytes are decoded first: compat32 would turn them into U+FFFD.
+                headers[key] = fix_surrogates(re.sub(r"\r?\n[ \t]", " ", str(value)))
+        filename = _param(headers, "filename", "content-disposition") or _param(
+            headers, "name", "content-type"
+        )
+        disposition = headers.get_content_disposition()
+        report_type = _param(headers, "report-type", "content-type")
+        return cls(
+            content_type=headers.get_content_type(),
+            charset=_param(headers, "charset", "content-type"),
+            report_type=single_line(report_type).lower() or None if report_type else None,
+            disposition=str(disposition).lower() if disposition else None,
+            filename=filename,
+        )
 
 
-def _charset(part: Message) -> str | None:
+def _param(headers: Message, name: str, header: str) -> str | None:
     try:
-        return _param(part, "charset")
+        value = headers.get_param(name, header=header)
     except Exception:
         return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, %-decoded text as Latin-1)
+        charset, _language, text = value
+        text = email.utils.unquote(str(text))
+        try:
+            data = text.encode("latin-1", "surrogateescape")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "surrogateescape")
+        return decode_bytes(data, charset) or None
+    if not isinstance(value, str) or not value:
+        return None
+    return value
 
 
 def _leaf_bytes(part: Message) -> bytes:
@@ -418,10 +519,22 @@ def _leaf_bytes(part: Message) -> bytes:
         data = None
     if isinstance(data, bytes):
         return data
-    payload = part.get_payload()
+    payload = _raw_payload(part)
     if isinstance(payload, str):
         return payload.encode("utf-8", "surrogateescape")
     return b""
+
+
+def _raw_payload(part: Message) -> object:
+    """The payload as parsed: a list of parts, or the undecoded body text.
+
+    ``Message.get_payload()`` without ``decode`` decodes 8-bit bodies with the part's own charset
+    label and fails on labels such as ``idna``; the parsed payload itself is what is needed here.
+    """
+    if part.is_multipart():
+        return part.get_payload()
+    payload = getattr(part, "_payload", None)
+    return payload if isinstance(payload, str) else ""
 
 
 def _decode_cte(body: str, cte: str) -> bytes:
@@ -444,9 +557,12 @@ def _as_bytes(message: Message) -> bytes:
 
 def _header_block(data: bytes) -> Mapping[str, str]:
     """Headers of a text/rfc822-headers part (a bounce's copy of the original message)."""
-    block = email.message_from_bytes(data, policy=policy.compat32)
+    return _header_items(email.message_from_bytes(data, policy=policy.compat32).raw_items())
+
+
+def _header_items(items: Iterable[tuple[str, object]]) -> Mapping[str, str]:
     headers: dict[str, str] = {}
-    for name, value in block.items():
+    for name, value in items:
         key = str(name).strip().lower()
         if key not in headers:
             headers[key] = single_line(decode_rfc2047(str(value)))
