@@ -182,7 +182,8 @@ def main() -> None:
 
         read, fetch_s = bare_fetch(server, parse=False)
         print(
-            f"bare BODY.PEEK[] fetch          : {read:6d} msgs in {fetch_s:6.2f} s = {read / fetch_s:8.0f} msg/s"
+            f"bare BODY.PEEK[] fetch          : {read:6d} msgs in {fetch_s:6.2f} s = "
+            f"{read / fetch_s:8.0f} msg/s"
         )
         floor = _floor(server)
         runs = 0

@@ -1,7 +1,7 @@
-"""The support mailbox: mail in (poll, import, triage, quarantine) and out.
+"""Mail: the support mailbox in (poll, import, triage, quarantine), the outbox out.
 
-`init_app(app)` registers the API and web blueprints, the `mail` CLI group and the ticket
-timeline contribution; `seed_demo()` imports the sample mails of `samples/` (idempotent).
+`init_app(app)` registers the blueprints, the `mail` CLI group, the step notifications and the
+ticket timeline contribution; `seed_demo()` imports the sample mails of `samples/` (idempotent).
 """
 
 from __future__ import annotations
@@ -15,19 +15,28 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from flask import Flask, current_app
 
-from mail_ingest import jobs as _jobs  # noqa: F401  (declares the periodic poll for `rq cron`)
+# Imported for their side effect: the periodic poll and outbox jobs register for `rq cron`.
+from mail_ingest import jobs as _jobs  # noqa: F401
+from mail_ingest import outbound as outbound
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 
 
 def init_app(app: Flask) -> None:
-    from mail_ingest import api, inbound_cli, views  # noqa: F401  (inbound_cli adds the commands)
+    import mail_ingest.outbound_cli  # noqa: F401  (attaches `mail send-outbox` to the group)
+    from mail_ingest import api, inbound_cli, outbound_views, ticket_mail, views  # noqa: F401
     from mail_ingest.cli import mail_cli
+    from onboarding import services
 
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(outbound_views.bp)
     if "mail" not in app.cli.commands:
         app.cli.add_command(mail_cli)
+    services.on_step_completed(ticket_mail.notify_step_completed)
+    from mail_ingest.actions import integrator_recipients
+
+    ticket_mail.set_recipient_resolver("integrator", integrator_recipients)
     app.add_template_filter(mail_datetime, "mail_datetime")
     _register_timeline()
 

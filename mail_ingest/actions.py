@@ -9,15 +9,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mail_ingest.extract import extract_customer
-from mail_ingest.inbound_models import InboundMessage, InboundOutcome, InboundStatus
-from mail_ingest.lookup import outbound_models
+from mail_ingest.inbound_models import InboundKind, InboundMessage, InboundOutcome, InboundStatus
+from mail_ingest.lookup import in_domains, outbound_models
 from mail_ingest.parse import ParsedMessage, ParseError, parse_message
 from mail_ingest.storage import raw_bytes
 from onboarding import audit, services
+from onboarding.config import integrator_domains
 from onboarding.db import utcnow
 from onboarding.errors import NotFound, WorkflowError
 from onboarding.models import Ticket, User
@@ -215,3 +217,24 @@ def _outbound_items(db: Session, ticket_id: int) -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def integrator_recipients(db: Session, ticket: Ticket) -> list[str]:
+    """The integrator's addresses on a ticket: who sent the requests that opened or joined it
+    (outbound mail's `integrator` audience)."""
+    domains = integrator_domains(current_app.config)
+    addresses = db.scalars(
+        select(InboundMessage.from_address)
+        .where(InboundMessage.ticket_id == ticket.id, InboundMessage.kind == InboundKind.ONBOARDING)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+    ).all()
+    found = [a for a in addresses if a and in_domains(a, domains)]
+    return list(dict.fromkeys(found))
+
+
+def reply_headers(db: Session, inbound_id: int) -> tuple[str, str]:
+    """(In-Reply-To, References) for an answer to a received mail: its References plus itself."""
+    message = get_message(db, inbound_id)
+    parsed = parsed_copy(db, message)
+    chain = [*(parsed.references if parsed is not None else ()), message.message_id]
+    return message.message_id, " ".join(dict.fromkeys(chain))

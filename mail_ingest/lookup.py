@@ -30,7 +30,7 @@ def outbound_models() -> ModuleType | None:
         return None
 
 
-def _in_domains(address: str, domains: Iterable[str]) -> bool:
+def in_domains(address: str, domains: Iterable[str]) -> bool:
     domain = address.rpartition("@")[2].lower()
     return bool(domain) and any(domain == d or domain.endswith("." + d) for d in domains)
 
@@ -133,7 +133,7 @@ class Lookup:
         address = address.lower()
         if address in self._people(ticket_id):
             return True
-        return _in_domains(address, self.domains) and self._integrator_on_ticket(ticket_id)
+        return in_domains(address, self.domains) and self._integrator_on_ticket(ticket_id)
 
     def _people(self, ticket_id: int) -> set[str]:
         people = self._participants.get(ticket_id)
@@ -172,9 +172,7 @@ class Lookup:
 
     def _integrator_on_ticket(self, ticket_id: int) -> bool:
         if ticket_id not in self._integrator_on:
-            self._integrator_on[ticket_id] = any(
-                _in_domains(a, self.domains) for a in self._people(ticket_id)
-            )
+            self._integrator_on[ticket_id] = any(in_domains(a, self.domains) for a in self._people(ticket_id))
         return self._integrator_on[ticket_id]
 
     def open_ticket_for_cnpj(self, cnpj: str | None) -> int | None:
@@ -187,7 +185,7 @@ class Lookup:
         self.by_message_id.setdefault(message_id, ticket_id)
         if sender and ticket_id in self._participants:
             self._participants[ticket_id].add(sender.lower())
-        if sender and _in_domains(sender, self.domains):
+        if sender and in_domains(sender, self.domains):
             self._integrator_on[ticket_id] = True
 
     def remember_ticket(self, ticket: Ticket, cnpj: str | None) -> None:

@@ -11,6 +11,7 @@ from mail_ingest.inbound_models import (
     InboundRaw,
     InboundStatus,
 )
+from mail_ingest.outbound_models import OutboundMail, OutboundRecipient, OutboundStatus
 
 __all__ = [
     "ImapCursor",
@@ -20,4 +21,7 @@ __all__ = [
     "InboundOutcome",
     "InboundRaw",
     "InboundStatus",
+    "OutboundMail",
+    "OutboundRecipient",
+    "OutboundStatus",
 ]

@@ -1,7 +1,7 @@
 """inbound mail
 
 Revision ID: d191565e3023
-Revises: f695bab98fe7
+Revises: e7b6d686035b
 Create Date: 2026-11-27 22:23:35.900014
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import onboarding.db
 
 
 revision = 'd191565e3023'
-down_revision = 'f695bab98fe7'
+down_revision = 'e7b6d686035b'
 branch_labels = None
 depends_on = None
 
