@@ -38,7 +38,7 @@ def init_app(app: Flask) -> None:
 
     ticket_mail.set_recipient_resolver("integrator", integrator_recipients)
     app.add_template_filter(mail_datetime, "mail_datetime")
-    _register_timeline()
+    _register_web_hooks()
 
 
 def mail_datetime(value: datetime | None) -> str:
@@ -49,8 +49,9 @@ def mail_datetime(value: datetime | None) -> str:
     return format_datetime(value, "dd/MM/yyyy HH:mm", tzinfo=zone, locale="pt_BR")
 
 
-def _register_timeline() -> None:
-    """Show a ticket's mail on its page when the web part offers the hook (merged separately)."""
+def _register_web_hooks() -> None:
+    """The ticket page's mail timeline and the top bar links, when the web part offers its hooks
+    (merged separately)."""
     try:
         hooks = importlib.import_module("onboarding.web_hooks")
     except ImportError:
@@ -58,6 +59,9 @@ def _register_timeline() -> None:
     from mail_ingest.timeline import timeline_entries
 
     hooks.register_timeline_source(timeline_entries)
+    if hasattr(hooks, "register_nav_item"):
+        hooks.register_nav_item("Triagem de e-mails", "mail_web.triage", ("agent", "admin"))
+        hooks.register_nav_item("Quarentena", "mail_web.quarantine", ("agent", "admin"))
 
 
 def seed_demo() -> dict[str, Any]:

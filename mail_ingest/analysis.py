@@ -8,6 +8,7 @@ few queries (see mail_ingest.lookup).
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,9 @@ from mail_ingest.parse import ParsedMessage, ParseError, parse_message
 
 MAX_THREAD_IDS = 50
 INTEGRATOR_NAMES = ("boavista",)
+_DSN_RECIPIENT = re.compile(
+    r"^(?:final|original)-recipient:\s*rfc822;\s*<?([^\s<>]+@[^\s<>]+?)>?\s*$", re.I | re.M
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Analysis:
     thread_ids: tuple[str, ...] = ()  # what it answers, most specific first
     subject_numbers: tuple[str, ...] = ()  # ticket numbers in its subject
     bounced_numbers: tuple[str, ...] = ()  # ticket numbers of the mail of ours that bounced
+    bounced_recipients: tuple[str, ...] = ()  # whom that mail was addressed to
     customer: CustomerData | None = None  # for an integrator's onboarding request
 
     @property
@@ -80,6 +85,7 @@ def analyze(raw: bytes, integrator_domains: tuple[str, ...], own_addresses: froz
         thread_ids=_thread_ids(parsed, bounce=automatic == BOUNCE),
         subject_numbers=tuple(ticket_numbers_in_subject(parsed.subject)),
         bounced_numbers=_bounced_numbers(parsed, own_addresses) if automatic == BOUNCE else (),
+        bounced_recipients=_bounced_recipients(parsed) if automatic == BOUNCE else (),
         customer=extract_customer(parsed) if onboarding and integrator and automatic is None else None,
     )
 
@@ -111,6 +117,18 @@ def _bounced_numbers(parsed: ParsedMessage, own_addresses: frozenset[str]) -> tu
         if sender in own_addresses:
             numbers.extend(ticket_numbers_in_subject(subject))
     return tuple(dict.fromkeys(numbers))
+
+
+def _bounced_recipients(parsed: ParsedMessage) -> tuple[str, ...]:
+    """The addresses the bounced mail was for: its copied To/Cc and the DSN's recipients."""
+    found: list[str] = []
+    for headers in parsed.attached_headers:
+        values = [headers.get("to", ""), headers.get("cc", "")]
+        found.extend(address.lower() for _, address in email.utils.getaddresses(values) if address)
+    for inner in parsed.forwarded:
+        found.extend((*inner.to, *inner.cc))
+    found.extend(m.lower() for m in _DSN_RECIPIENT.findall(parsed.delivery_status or ""))
+    return tuple(dict.fromkeys(found))
 
 
 def _integrator_notice(parsed: ParsedMessage) -> bool:

@@ -106,9 +106,14 @@ class Lookup:
         return None
 
     def ticket_for_bounced_subject(self, analysis: Analysis) -> int | None:
+        """The ticket named in the subject of a mail of ours that bounced, when it was addressed
+        to someone who takes part in that ticket (we mailed them from it, or they wrote)."""
         for number in analysis.bounced_numbers:
-            if number in self.by_number:
-                return self.by_number[number]
+            ticket_id = self.by_number.get(number)
+            if ticket_id is not None and any(
+                self.is_participant(ticket_id, address) for address in analysis.bounced_recipients
+            ):
+                return ticket_id
         return None
 
     def ticket_for_subject(self, analysis: Analysis) -> tuple[int | None, str]:

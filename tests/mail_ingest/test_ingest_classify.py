@@ -214,6 +214,26 @@ def test_bounce_joins_the_ticket_of_the_mail_that_bounced(app: Flask, imap_mailb
     _assert_nothing_queued_to_send(app)
 
 
+def test_bounce_of_our_mail_joins_by_its_subject_only_when_it_went_to_a_participant(
+    app: Flask, imap_mailbox: DovecotServer
+) -> None:
+    _deliver(app, imap_mailbox, sample("01"))
+    [ticket] = tickets(app)
+    template = sample("13").replace(b"EX-000002", ticket.number.encode())  # an id we never stored
+    to_contact = template.replace(
+        b"financeiro@farmaciasantaluzia.com.br", b"maria.souza@drogariabomjesus.com.br"
+    )
+    to_stranger = template.replace(b"7C1D22A0044@mx", b"7C1D22A0045@mx")
+    imap_mailbox.append(to_contact)
+    imap_mailbox.append(to_stranger)
+    poll(app)
+
+    joined = by_message_id(app, "<20261118131529.7C1D22A0044@mx.vetorsolucoes.com.br>")
+    assert (joined.outcome, joined.ticket_id) == ("bounce", ticket.id)
+    stranger = by_message_id(app, "<20261118131529.7C1D22A0045@mx.vetorsolucoes.com.br>")
+    assert (stranger.outcome, stranger.kind, stranger.ticket_id) == ("triage", "bounce", None)
+
+
 def test_display_name_claiming_boavista_goes_to_triage(app: Flask, imap_mailbox: DovecotServer) -> None:
     _deliver(app, imap_mailbox, sample("10"))
 
