@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -34,11 +35,19 @@ class PollLocked(Exception):
     """Another poll of the mailbox is running."""
 
 
+def _lock_name() -> str:
+    """One lock per database and mailbox: the polls and imports that could overlap."""
+    config = current_app.config
+    key = f"{config['DATABASE_URL']}|{(config.get('SUPPORT_ADDRESS') or '').lower()}"
+    return f"{LOCK_NAME}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 @contextlib.contextmanager
 def poll_lock() -> Iterator[Callable[[], None]]:
     """Hold the mailbox lock; yields a heartbeat that keeps it. Raises PollLocked if taken."""
+    name = _lock_name()
     if current_app.config.get("REDIS_URL"):
-        lock = redis_connection().lock(f"desk:lock:{LOCK_NAME}", timeout=REDIS_LOCK_TIMEOUT, blocking=False)
+        lock = redis_connection().lock(f"desk:lock:{name}", timeout=REDIS_LOCK_TIMEOUT, blocking=False)
         if not lock.acquire():
             raise PollLocked("outra leitura da caixa postal está em andamento")
         try:
@@ -47,7 +56,7 @@ def poll_lock() -> Iterator[Callable[[], None]]:
             with contextlib.suppress(Exception):
                 lock.release()
         return
-    path = Path(current_app.instance_path) / f"{LOCK_NAME}.lock"
+    path = Path(current_app.instance_path) / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -1,9 +1,12 @@
-"""One message in, exactly once: store, process, commit; a failure leaves it stored for a retry.
+"""Messages in, exactly once: store the raw bytes, process, commit; a failure leaves a message
+stored for a retry.
 
-Every message has a transaction of its own, so one bad message never blocks the next. The raw
-bytes and the message row are written first in that transaction; if processing then fails for
-any reason other than a malformed message, the transaction is rolled back and the message is
-committed alone, still `stored`, with the error, and the next pass retries it.
+A batch (one IMAP fetch, or a hundred imported files) is stored and processed in one
+transaction, for speed. If anything in it fails other than a malformed message (which is
+quarantined, not an error), the batch is rolled back and each message goes again in a
+transaction of its own, so one bad message never blocks the next; a message whose processing
+still fails is committed alone, `stored`, with the error, and the next pass retries it.
+Duplicates (same Message-ID or same bytes in the mailbox) are counted, never stored twice.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from mail_ingest.inbound_models import (
     InboundStatus,
 )
 from mail_ingest.process import IngestSettings, analyze_raw, process_batch, process_message, quarantine
-from mail_ingest.storage import Identity, find_existing, identify, raw_bytes, store_message
+from mail_ingest.storage import Identity, find_existing, identify, new_message, raw_bytes
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +209,7 @@ def ingest(db: Session, item: Incoming, settings: IngestSettings, tally: Tally) 
         log.exception("processing %s failed; stored for a retry", identity.message_id)
         known = _known(db, [(item, identity)], settings.mailbox)
         message = _store(db, item, identity, settings, store_raw=identity.sha256 not in known.raws)
+        db.add(message)
         message.attempts = 1
         message.last_error = _describe(error)
         _remember_server(db, item.server, known)
@@ -220,8 +224,7 @@ def _store(
 ) -> InboundMessage:
     if store_raw:
         db.add(InboundRaw(sha256=identity.sha256, size=len(item.raw), data=item.raw))
-    return store_message(
-        db,
+    return new_message(
         settings.mailbox,
         identity,
         source=item.source,

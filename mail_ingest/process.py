@@ -60,6 +60,7 @@ def process_batch(
     links: list[InboundMessage] = []
     for message, analysis in entries:
         decide(db, message, analysis, settings, lookup, links)
+        db.add(message)  # decided: inserted once, in its final state
     if links:
         db.flush()
         now = utcnow()

@@ -71,8 +71,7 @@ def find_existing(db: Session, mailbox: str, identity: Identity) -> InboundMessa
     ).first()
 
 
-def store_message(
-    db: Session,
+def new_message(
     mailbox: str,
     identity: Identity,
     *,
@@ -82,7 +81,8 @@ def store_message(
     headers_only: bool = False,
     size: int | None = None,
 ) -> InboundMessage:
-    """Add the message row (status `stored`); the caller checked it is new and added the raw bytes."""
+    """The message row (status `stored`), not yet added to a session: the caller adds it once
+    it is decided (so it is inserted once, never inserted then updated)."""
     message = InboundMessage(
         mailbox=mailbox,
         message_id=identity.message_id,
@@ -95,7 +95,6 @@ def store_message(
         status=InboundStatus.STORED,
         received_at=received_at or utcnow(),
     )
-    db.add(message)
     return message
 
 

@@ -4,6 +4,7 @@ web pages (list, sanitized view, open a ticket from a mail, dismiss)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -88,28 +89,65 @@ def test_ticket_messages_are_the_timeline_mail_oldest_first(
     app: Flask, client: Any, tokens: dict[str, str], imap_mailbox: DovecotServer
 ) -> None:
     reply_id = new_message_id("reply")
-    _deliver(
-        app,
+    now = datetime.now(UTC)
+    # Delivery times (IMAP INTERNALDATE, whole seconds) set apart, as mail arrives in real life.
+    _append_at(imap_mailbox, sample("01"), now - timedelta(minutes=10))
+    _append_at(
         imap_mailbox,
-        sample("01"),
         mail(
             sender="maria.souza@drogariabomjesus.com.br",
             subject="Re: Novo cliente",
             message_id=reply_id,
             headers={"In-Reply-To": ONBOARDING_ID},
         ),
-        mail(subject="sem relação"),
+        now - timedelta(minutes=5),
     )
+    _append_at(imap_mailbox, mail(subject="sem relação"), now - timedelta(minutes=4))
+    configure(app, imap_mailbox)
+    poll(app)
     [ticket] = tickets(app)
+
+    # The agent answers from the ticket: the outbox mail joins the timeline, and the customer's
+    # answer to it (quoting our signed Message-ID) comes back to the same ticket.
+    from mail_ingest import ticket_mail
+
+    with app.app_context():
+        session = db.session()
+        agent = session.scalars(select(User).where(User.email == "agent@test.example")).one()
+        ours = ticket_mail.send_reply(
+            session,
+            agent,
+            ticket.id,
+            to="maria.souza@drogariabomjesus.com.br",
+            subject="Re: Novo cliente",
+            text="Recebemos, obrigado.",
+            in_reply_to=reply_id,
+        ).message_id
+        session.commit()
+    answer_id = new_message_id("answer")
+    _append_at(
+        imap_mailbox,
+        mail(
+            sender="maria.souza@drogariabomjesus.com.br",
+            subject="Re: Re: Novo cliente",
+            message_id=answer_id,
+            headers={"In-Reply-To": ours},
+        ),
+        now + timedelta(minutes=5),
+    )
+    poll(app)
 
     for role in ("agent", "developer", "finance"):
         answer = _get(client, f"/api/v1/tickets/{ticket.id}/messages", tokens[role])
         assert answer.status_code == 200
     items = answer.get_json()["items"]
-    assert [(i["message_id"], i["kind"], i["direction"]) for i in items] == [
-        (ONBOARDING_ID, "onboarding", "in"),
-        (reply_id, "reply", "in"),
+    assert [(i["message_id"], i["direction"]) for i in items] == [
+        (ONBOARDING_ID, "in"),
+        (reply_id, "in"),
+        (ours, "out"),
+        (answer_id, "in"),
     ]
+    assert [i["kind"] for i in items if i["direction"] == "in"] == ["onboarding", "reply", "reply"]
     assert set(items[0]) >= {"id", "direction", "from", "subject", "received_at", "message_id", "kind"}
     assert items[0]["from"] == "juliana.prado@boavistatecnologia.com.br"
     missing = _get(client, "/api/v1/tickets/99999/messages", tokens["agent"])
@@ -145,6 +183,11 @@ def test_agent_opens_a_ticket_from_a_triage_mail_through_the_api(
     assert by_message_id(app, spoof.message_id).outcome == InboundOutcome.TICKET
     again = client.post(path, headers=headers, json={"customer_name": "Y", "cnpj": None})
     assert again.status_code == 409 and again.get_json()["error"] == "message_not_in_triage"
+
+
+def _append_at(server: DovecotServer, raw: bytes, when: datetime) -> None:
+    with server.session() as imap:
+        imap.append("INBOX", raw, msg_time=when)
 
 
 def _install_login(app: Flask) -> None:
