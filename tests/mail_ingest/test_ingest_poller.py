@@ -50,24 +50,46 @@ def test_tls_certificate_is_verified(app: Flask, imap_mailbox: DovecotServer) ->
     assert row_counts(app) == (0, 0, 0)
 
 
-def test_read_timeout_on_a_server_that_never_answers(app: Flask) -> None:
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)  # accepts the TCP connection, never sends the IMAP greeting
+@pytest.mark.parametrize(
+    ("greeting", "connect_timeout", "read_timeout"),
+    [
+        (b"", 0.5, 30),  # never greets: the connect timeout bounds the wait
+        (b"* OK IMAP4rev1 ready\r\n", 30, 0.5),  # greets, then never answers: the read timeout
+    ],
+    ids=["connect", "read"],
+)
+def test_timeouts_on_a_server_that_stops_answering(
+    app: Flask, greeting: bytes, connect_timeout: float, read_timeout: float
+) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.sendall(greeting)  # and then silence
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    app.config.update(
+        IMAP_HOST="127.0.0.1",
+        IMAP_PORT=listener.getsockname()[1],
+        IMAP_USER="x",
+        IMAP_PASSWORD="y",
+        IMAP_SECURITY="none",
+        IMAP_CONNECT_TIMEOUT=connect_timeout,
+        IMAP_READ_TIMEOUT=read_timeout,
+    )
     try:
-        app.config.update(
-            IMAP_HOST="127.0.0.1",
-            IMAP_PORT=silent.getsockname()[1],
-            IMAP_USER="x",
-            IMAP_PASSWORD="y",
-            IMAP_SECURITY="none",
-            IMAP_CONNECT_TIMEOUT=0.5,
-            IMAP_READ_TIMEOUT=0.5,
-        )
         with pytest.raises(MailboxUnavailable, match="indisponível"):
             poll(app)
     finally:
-        silent.close()
+        server.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def test_cursor_per_folder_reads_only_new_uids(app: Flask, imap_mailbox: DovecotServer) -> None:
