@@ -51,15 +51,15 @@ def test_tls_certificate_is_verified(app: Flask, imap_mailbox: DovecotServer) ->
 
 
 @pytest.mark.parametrize(
-    ("greeting", "connect_timeout", "read_timeout"),
+    ("greets", "connect_timeout", "read_timeout"),
     [
-        (b"", 0.5, 30),  # never greets: the connect timeout bounds the wait
-        (b"* OK IMAP4rev1 ready\r\n", 30, 0.5),  # greets, then never answers: the read timeout
+        (False, 0.5, 30),  # never greets: the connect timeout bounds the wait
+        (True, 30, 0.5),  # greets and answers CAPABILITY, then silence at LOGIN: the read timeout
     ],
     ids=["connect", "read"],
 )
 def test_timeouts_on_a_server_that_stops_answering(
-    app: Flask, greeting: bytes, connect_timeout: float, read_timeout: float
+    app: Flask, greets: bool, connect_timeout: float, read_timeout: float
 ) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -69,7 +69,11 @@ def test_timeouts_on_a_server_that_stops_answering(
     def serve() -> None:
         conn, _ = listener.accept()
         accepted.append(conn)
-        conn.sendall(greeting)  # and then silence
+        if greets:
+            conn.sendall(b"* OK ready\r\n")
+            tag = conn.makefile("rb").readline().split(b" ", 1)[0]  # the client asks CAPABILITY
+            conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+        # and then silence
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
