@@ -1,19 +1,86 @@
-"""Mail: the support mailbox in, the outbox out."""
+"""Mail: the support mailbox in (poll, import, triage, quarantine), the outbox out.
+
+`init_app(app)` registers the blueprints, the `mail` CLI group, the step notifications and the
+ticket timeline contribution; `seed_demo()` imports the sample mails of `samples/` (idempotent).
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import importlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-# Imported for its side effect: the periodic outbox job registers itself for `rq cron`.
+from babel.dates import format_datetime
+from flask import Flask, current_app
+
+# Imported for their side effect: the periodic poll and outbox jobs register for `rq cron`.
+from mail_ingest import jobs as _jobs  # noqa: F401
 from mail_ingest import outbound as outbound
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 
 
 def init_app(app: Flask) -> None:
     import mail_ingest.outbound_cli  # noqa: F401  (attaches `mail send-outbox` to the group)
-    from mail_ingest import outbound_views, ticket_mail
+    from mail_ingest import api, inbound_cli, outbound_views, ticket_mail, views  # noqa: F401
     from mail_ingest.cli import mail_cli
     from onboarding import services
 
-    app.cli.add_command(mail_cli)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(views.bp)
     app.register_blueprint(outbound_views.bp)
+    if "mail" not in app.cli.commands:
+        app.cli.add_command(mail_cli)
     services.on_step_completed(ticket_mail.notify_step_completed)
+    from mail_ingest.actions import integrator_recipients
+
+    ticket_mail.set_recipient_resolver("integrator", integrator_recipients)
+    app.add_template_filter(mail_datetime, "mail_datetime")
+    _register_web_hooks()
+
+
+def mail_datetime(value: datetime | None) -> str:
+    """dd/mm/aaaa HH:MM in the business time zone."""
+    if value is None:
+        return "—"
+    zone = ZoneInfo(current_app.config.get("TIMEZONE") or "America/Sao_Paulo")
+    return format_datetime(value, "dd/MM/yyyy HH:mm", tzinfo=zone, locale="pt_BR")
+
+
+def _register_web_hooks() -> None:
+    """The ticket page's mail timeline and the top bar links, when the web part offers its hooks
+    (merged separately)."""
+    try:
+        hooks = importlib.import_module("onboarding.web_hooks")
+    except ImportError:
+        return
+    from mail_ingest.timeline import timeline_entries
+
+    hooks.register_timeline_source(timeline_entries)
+    if hasattr(hooks, "register_nav_item"):
+        hooks.register_nav_item("Triagem de e-mails", "mail_web.triage", ("agent", "admin"))
+        hooks.register_nav_item("Quarentena", "mail_web.quarantine", ("agent", "admin"))
+
+
+def seed_demo() -> dict[str, Any]:
+    """Import the sample mails (Boavista requests, replies, noise) as if they came from the mailbox."""
+    from mail_ingest import importer
+    from mail_ingest.pipeline import Tally, ingest_batch
+    from mail_ingest.process import IngestSettings
+    from onboarding import db
+
+    if not SAMPLES_DIR.is_dir():
+        return {"samples": 0}
+    files = sorted(p for p in SAMPLES_DIR.rglob("*.eml") if p.is_file())
+    settings = IngestSettings.from_config(current_app.config)
+    tally = Tally()
+    session = db.new_session()
+    try:
+        ingest_batch(
+            session, list(importer.messages([importer.Source(p, "eml") for p in files])), settings, tally
+        )
+    finally:
+        session.close()
+    return {"samples": len(files), **{k: v for k, v in tally.items() if v}}
