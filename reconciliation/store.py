@@ -1,0 +1,435 @@
+"""Bulk moves between the reconciliation tables and the typed records of `reconciliation.records`.
+
+PostgreSQL goes through COPY (imports into a temporary table then one `INSERT ... SELECT ... ON
+CONFLICT DO NOTHING`, results straight into `recon_result`); SQLite through executemany with
+`INSERT ... ON CONFLICT DO NOTHING`. Records are never loaded as ORM objects: rows become
+`Receipt` / `StatementRow` through a constructor that skips re-validation, because only records
+that passed it were ever stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import tzinfo
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+
+from reconciliation import records
+from reconciliation.models import Result, StoredReceipt, StoredStatementRow
+
+RECEIPT_FIELDS = tuple(f.name for f in dataclasses.fields(records.Receipt))
+STATEMENT_FIELDS = tuple(f.name for f in dataclasses.fields(records.StatementRow))
+RECEIPT_INSERT_COLUMNS = (*RECEIPT_FIELDS, "sale_date", "resend_pending", "batch_id", "line_no")
+STATEMENT_INSERT_COLUMNS = (*STATEMENT_FIELDS, "batch_id", "line_no")
+RESULT_INSERT_COLUMNS = (
+    "kind",
+    "record_key",
+    "establishment_code",
+    "status",
+    "divergences",
+    "counterpart_ids",
+    "rule",
+    "run_id",
+)
+
+FETCH_BATCH = 20_000
+SQLITE_BATCH = 5_000
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The psycopg / sqlite3 connection under a SQLAlchemy connection (same transaction)."""
+    return conn.connection.driver_connection
+
+
+# --- records -> rows ---------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    return value.value if isinstance(value, StrEnum) else value
+
+
+def receipt_row(rec: records.Receipt, tz: tzinfo, batch_id: int | None, line_no: int | None) -> tuple:
+    values = tuple(plain(getattr(rec, name)) for name in RECEIPT_FIELDS)
+    return (*values, rec.local_date(tz), False, batch_id, line_no)
+
+
+def statement_row(rec: records.StatementRow, batch_id: int | None, line_no: int | None) -> tuple:
+    return (*(plain(getattr(rec, name)) for name in STATEMENT_FIELDS), batch_id, line_no)
+
+
+# --- insert-or-ignore --------------------------------------------------------------------------
+
+
+class InsertOrIgnore:
+    """Streams rows into `table`, skipping rows whose unique key is already stored (or came
+    earlier in the same stream); `finish()` returns how many were inserted."""
+
+    def __init__(self, conn: Connection, table: sa.Table, columns: Sequence[str]) -> None:
+        self.conn = conn
+        self.table = table
+        self.columns = tuple(columns)
+        self.inserted = 0
+        self._pending: list[dict[str, Any]] = []
+        self._pg = is_postgres(conn)
+        if self._pg:
+            self._tmp = f"tmp_{table.name}"
+            driver = driver_connection(conn)
+            col_list = ", ".join(self.columns)
+            with driver.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {self._tmp}")
+                cur.execute(
+                    f"CREATE TEMP TABLE {self._tmp} ON COMMIT DROP AS "
+                    f"SELECT {col_list}, 0::bigint AS seq FROM {table.name} WITH NO DATA"
+                )
+            self._cursor = driver.cursor()
+            self._copy_cm = self._cursor.copy(f"COPY {self._tmp} ({col_list}, seq) FROM STDIN")
+            self._copy = self._copy_cm.__enter__()
+            self._seq = 0
+        else:
+            self._stmt = sqlite.insert(table).on_conflict_do_nothing()
+
+    def add(self, row: tuple) -> None:
+        if self._pg:
+            self._seq += 1
+            self._copy.write_row((*row, self._seq))
+            return
+        self._pending.append(dict(zip(self.columns, row, strict=True)))
+        if len(self._pending) >= SQLITE_BATCH:
+            self._flush_sqlite()
+
+    def _flush_sqlite(self) -> None:
+        if self._pending:
+            result = self.conn.execute(self._stmt, self._pending)
+            self.inserted += max(result.rowcount, 0)
+            self._pending = []
+
+    def finish(self) -> int:
+        if not self._pg:
+            self._flush_sqlite()
+            return self.inserted
+        self._copy_cm.__exit__(None, None, None)
+        col_list = ", ".join(self.columns)
+        # Ordered by position in the stream, so that of two rows with one id the first is kept.
+        self._cursor.execute(
+            f"INSERT INTO {self.table.name} ({col_list}) "
+            f"SELECT {col_list} FROM {self._tmp} ORDER BY seq ON CONFLICT DO NOTHING"
+        )
+        self.inserted = max(self._cursor.rowcount, 0)
+        self._cursor.execute(f"DROP TABLE {self._tmp}")
+        self._cursor.close()
+        return self.inserted
+
+    def abort(self) -> None:
+        if self._pg:
+            # The transaction is rolled back by the caller anyway.
+            with contextlib.suppress(Exception):
+                self._copy_cm.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._cursor.close()
+
+
+# --- rows -> records ---------------------------------------------------------------------------
+
+
+def _trusted_factory(cls: type, mapped: dict[str, str] | None = None) -> Callable[..., Any]:
+    """A constructor for already-canonical values: fills the slots without `__post_init__`.
+
+    `mapped` names, per field, a mapping (passed as keyword argument of the same name to the
+    factory) that turns the stored value into the record's (enum members, shared strings).
+    """
+    mapped = mapped or {}
+    names = [f.name for f in dataclasses.fields(cls)]
+    setters = {f"set_{i}": getattr(cls, name).__set__ for i, name in enumerate(names)}
+    lines = []
+    for i, name in enumerate(names):
+        value = f"values[{i}]"
+        if name in mapped:
+            value = f"{mapped[name]}[{value}]"
+        lines.append(f"        set_{i}(obj, {value})\n")
+    params = "".join(f", {m}" for m in sorted(set(mapped.values())))
+    source = (
+        f"def factory(new=new, cls=cls{params}):\n"
+        f"    def make(values):\n        obj = new(cls)\n{''.join(lines)}        return obj\n"
+        f"    return make\n"
+    )
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, **setters}
+    exec(source.replace("(new=new, cls=cls", "(*, new=new, cls=cls"), namespace)
+    return namespace["factory"]
+
+
+_RECEIPT_FACTORY = _trusted_factory(
+    records.Receipt,
+    {
+        "establishment_code": "text",
+        "brand": "text",
+        "acquirer": "text",
+        "payment_type": "payment",
+        "origin": "origin",
+        "corrected_on": "days",
+    },
+)
+_STATEMENT_FACTORY = _trusted_factory(
+    records.StatementRow,
+    {
+        "establishment_code": "text",
+        "acquirer": "text",
+        "brand": "text",
+        "payment_type": "payment",
+        "sale_date": "days",
+        "expected_payment_date": "days",
+        "event_type": "event",
+    },
+)
+
+_PAYMENT_TYPES = {p.value: p for p in records.PaymentType}
+_ORIGINS = {o.value: o for o in records.Origin}
+_EVENT_TYPES = {e.value: e for e in records.EventType}
+
+
+class _Interner(dict):
+    """Shares one object per repeated value (codes, brands, dates) to keep big loads small."""
+
+    def __missing__(self, key: Any) -> Any:
+        self[key] = key
+        return key
+
+
+def _where_codes(table: sa.Table, codes: Sequence[str] | None) -> Any:
+    return table.c.establishment_code.in_(list(codes)) if codes is not None else sa.true()
+
+
+def _fetch_batches(
+    conn: Connection, table: sa.Table, columns: Sequence[str], codes: Sequence[str] | None, tz: tzinfo
+) -> Iterator[list[tuple]]:
+    """Rows of `columns`, datetimes in `tz`, in batches."""
+    if is_postgres(conn):
+        driver = driver_connection(conn)
+        with driver.cursor() as cur:
+            cur.execute("SELECT set_config('TimeZone', %s, true)", (str(tz),))
+        sql = f"SELECT {', '.join(columns)} FROM {table.name}"
+        params: tuple = ()
+        if codes is not None:
+            sql += " WHERE establishment_code = ANY(%s)"
+            params = (list(codes),)
+        with driver.cursor(name=f"recon_fetch_{table.name}", binary=True) as cur:
+            cur.itersize = FETCH_BATCH
+            cur.execute(sql, params)
+            while batch := cur.fetchmany(FETCH_BATCH):
+                yield batch
+        return
+    stmt = sa.select(*(table.c[name] for name in columns)).where(_where_codes(table, codes))
+    result = conn.execute(stmt, execution_options={"yield_per": FETCH_BATCH})
+    dt_positions = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.TypeDecorator)]
+    for partition in result.partitions():
+        batch = []
+        for row in partition:
+            values = list(row)
+            for i in dt_positions:
+                if values[i] is not None:
+                    values[i] = values[i].astimezone(tz)
+            batch.append(tuple(values))
+        yield batch
+
+
+def load_receipts(conn: Connection, codes: Sequence[str] | None, tz: tzinfo) -> list[records.Receipt]:
+    make = _RECEIPT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, origin=_ORIGINS, days=_Interner())
+    out: list[records.Receipt] = []
+    for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz):
+        out.extend([make(row) for row in batch])
+    return out
+
+
+def load_statement_rows(
+    conn: Connection, codes: Sequence[str] | None, tz: tzinfo
+) -> list[records.StatementRow]:
+    make = _STATEMENT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, event=_EVENT_TYPES, days=_Interner())
+    out: list[records.StatementRow] = []
+    for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz):
+        out.extend([make(row) for row in batch])
+    return out
+
+
+def receipt_from_values(values: Sequence[Any], tz: tzinfo) -> records.Receipt:
+    """One stored receipt (values in RECEIPT_FIELDS order, as the ORM returns them) as a record."""
+    data = dict(zip(RECEIPT_FIELDS, values, strict=True))
+    data["sale_datetime"] = data["sale_datetime"].astimezone(tz)
+    return records.Receipt(**data)
+
+
+# --- results -----------------------------------------------------------------------------------
+
+ResultTail = tuple[str, str, str, str]  # (status, divergences, counterpart_ids, rule)
+ResultRow = tuple[str, str, str, ResultTail]  # (kind, record_key, establishment_code, tail)
+RESULT_TAIL_COLUMNS = ("status", "divergences", "counterpart_ids", "rule")
+
+
+def _copy_text(value: str) -> str:
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def load_results(conn: Connection, codes: Sequence[str] | None) -> dict[str, dict[str, ResultTail]]:
+    """The stored results of the establishments, by kind then record key."""
+    table = Result.__table__
+    out: dict[str, dict[str, ResultTail]] = {k.value: {} for k in records.Kind}
+    shared = _Interner()
+    stmt = sa.select(
+        table.c.kind,
+        table.c.record_key,
+        table.c.status,
+        table.c.divergences,
+        table.c.counterpart_ids,
+        table.c.rule,
+    ).where(_where_codes(table, codes))
+    for partition in conn.execute(stmt, execution_options={"yield_per": FETCH_BATCH}).partitions():
+        for kind, key, status, divs, counterparts, rule in partition:
+            out[shared[kind]][key] = (shared[status], shared[divs], counterparts, shared[rule])
+    return out
+
+
+def _copy_lines(rows: Iterable[ResultRow], run_id: int) -> Iterator[str]:
+    """COPY text for `RESULT_INSERT_COLUMNS`; shared tails and codes are formatted once."""
+    # Keyed by id(); the tuple is kept in the value so that its id is never reused meanwhile.
+    tails: dict[int, tuple[ResultTail, str]] = {}
+    codes: dict[str, str] = {}
+    buffer: list[str] = []
+    append = buffer.append
+    for kind, key, est, tail in rows:
+        cached = tails.get(id(tail))
+        if cached is None:
+            status, divs, counterparts, rule = tail
+            cached = tails[id(tail)] = (
+                tail,
+                f"{status}\t{_copy_text(divs)}\t{_copy_text(counterparts)}\t{_copy_text(rule)}\t{run_id}\n",
+            )
+        text = cached[1]
+        code = codes.get(est)
+        if code is None:
+            code = codes[est] = _copy_text(est)
+        if "\\" in key or "\t" in key or "\n" in key or "\r" in key:
+            key = _copy_text(key)
+        append(f"{kind}\t{key}\t{code}\t{text}")
+        if len(buffer) >= 20_000:
+            yield "".join(buffer)
+            buffer.clear()
+    if buffer:
+        yield "".join(buffer)
+
+
+def _as_dicts(rows: Iterable[ResultRow], run_id: int) -> Iterator[dict[str, Any]]:
+    for kind, key, est, (status, divs, counterparts, rule) in rows:
+        yield {
+            "kind": kind,
+            "record_key": key,
+            "establishment_code": est,
+            "status": status,
+            "divergences": divs,
+            "counterpart_ids": counterparts,
+            "rule": rule,
+            "run_id": run_id,
+        }
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def insert_results(conn: Connection, rows: Iterable[ResultRow], run_id: int) -> int:
+    """Insert results for records that have none yet."""
+    count = 0
+    if is_postgres(conn):
+        driver = driver_connection(conn)
+        columns = ", ".join(RESULT_INSERT_COLUMNS)
+        with driver.cursor() as cur, cur.copy(f"COPY recon_result ({columns}) FROM STDIN") as copy:
+            for chunk in _copy_lines(rows, run_id):
+                copy.write(chunk)
+                count += chunk.count("\n")
+        return count
+    stmt = sa.insert(Result.__table__)
+    for batch in _batched(_as_dicts(rows, run_id), SQLITE_BATCH):
+        conn.execute(stmt, batch)
+        count += len(batch)
+    return count
+
+
+def update_results(conn: Connection, rows: Sequence[ResultRow], run_id: int) -> int:
+    """Overwrite the stored results of these records."""
+    if not rows:
+        return 0
+    table = Result.__table__
+    if is_postgres(conn):
+        driver = driver_connection(conn)
+        columns = ", ".join(RESULT_INSERT_COLUMNS)
+        with driver.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMP TABLE tmp_recon_result ON COMMIT DROP AS SELECT {columns} "
+                "FROM recon_result WITH NO DATA"
+            )
+            with cur.copy(f"COPY tmp_recon_result ({columns}) FROM STDIN") as copy:
+                for chunk in _copy_lines(rows, run_id):
+                    copy.write(chunk)
+            sets = ", ".join(f"{c} = t.{c}" for c in (*RESULT_TAIL_COLUMNS, "run_id"))
+            cur.execute(
+                f"UPDATE recon_result r SET {sets} FROM tmp_recon_result t "
+                "WHERE r.kind = t.kind AND r.record_key = t.record_key"
+            )
+            cur.execute("DROP TABLE tmp_recon_result")
+        return len(rows)
+    stmt = (
+        sa.update(table)
+        .where(table.c.kind == sa.bindparam("b_kind"), table.c.record_key == sa.bindparam("b_key"))
+        .values(
+            status=sa.bindparam("b_status"),
+            divergences=sa.bindparam("b_divs"),
+            counterpart_ids=sa.bindparam("b_counterparts"),
+            rule=sa.bindparam("b_rule"),
+            run_id=sa.bindparam("b_run"),
+        )
+    )
+    for batch in _batched(rows, SQLITE_BATCH):
+        conn.execute(
+            stmt,
+            [
+                {
+                    "b_kind": kind,
+                    "b_key": key,
+                    "b_status": status,
+                    "b_divs": divs,
+                    "b_counterparts": counterparts,
+                    "b_rule": rule,
+                    "b_run": run_id,
+                }
+                for kind, key, _est, (status, divs, counterparts, rule) in batch
+            ],
+        )
+    return len(rows)
+
+
+def delete_results(conn: Connection, keys: Iterable[tuple[str, str]]) -> int:
+    """Remove the results of records that are no longer there."""
+    table = Result.__table__
+    stmt = sa.delete(table).where(
+        table.c.kind == sa.bindparam("b_kind"), table.c.record_key == sa.bindparam("b_key")
+    )
+    count = 0
+    for batch in _batched(({"b_kind": k, "b_key": r} for k, r in keys), SQLITE_BATCH):
+        conn.execute(stmt, batch)
+        count += len(batch)
+    return count
