@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -76,14 +77,12 @@ def get_integration(db: Session, integration_id: int) -> Integration:
 
 
 def parse_remessa_time(value: str | None) -> str:
+    """ "6:00", "06:00" or "06:00:00" as "06:00"; anything else is refused."""
     text = (value or "").strip() or DEFAULT_REMESSA_TIME
-    try:
-        parsed = time.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            "invalid_remessa_time", f"Horário da remessa inválido: {text} (use HH:MM)."
-        ) from None
-    return parsed.strftime("%H:%M")
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::00)?", text)
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise InvalidInput("invalid_remessa_time", f"Horário da remessa inválido: {text} (use HH:MM).")
+    return f"{int(match[1]):02d}:{match[2]}"
 
 
 def clean_settings(transport: str, settings: dict[str, Any] | None) -> dict[str, Any]:
