@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from markupsafe import Markup, escape
 
 from reconciliation.screens import ChartDay
@@ -16,17 +14,6 @@ SERIES = (
     ("divergent", "Divergentes", "#c0392b"),
     ("pending", "Pendentes", "#b9c3ce"),
 )
-
-
-@dataclass(frozen=True)
-class Bar:
-    series: str
-    x: float
-    y: float
-    width: float
-    height: float
-    color: str
-    count: int
 
 
 def _nice_max(value: int) -> int:
@@ -45,7 +32,8 @@ def _label(day: ChartDay) -> str:
 
     return (
         f"{day.day:%d/%m/%Y}: {plural(day.reconciled, 'conciliada', 'conciliadas')}, "
-        f"{plural(day.divergent, 'divergente', 'divergentes')}, {plural(day.pending, 'pendente', 'pendentes')}"
+        f"{plural(day.divergent, 'divergente', 'divergentes')}, "
+        f"{plural(day.pending, 'pendente', 'pendentes')}"
     )
 
 
@@ -67,8 +55,10 @@ def render(days: list[ChartDay]) -> Markup:
         value = top_value * tick // 4
         y = TOP + plot_h - plot_h * tick / 4
         parts.append(
-            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#dde3ea" stroke-width="1"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#5b6878">{value}</text>'
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
+            'stroke="#dde3ea" stroke-width="1"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#5b6878">{value}</text>'
         )
     every = max(1, -(-len(days) // 16))  # at most ~16 day labels
     for i, day in enumerate(days):
@@ -76,7 +66,8 @@ def render(days: list[ChartDay]) -> Markup:
         base = TOP + plot_h
         parts.append(
             f'<g class="chart-day" data-day="{day.day.isoformat()}" data-reconciled="{day.reconciled}" '
-            f'data-divergent="{day.divergent}" data-pending="{day.pending}"><title>{escape(_label(day))}</title>'
+            f'data-divergent="{day.divergent}" data-pending="{day.pending}">'
+            f"<title>{escape(_label(day))}</title>"
         )
         for key, _label_text, color in SERIES:
             count = getattr(day, key)
@@ -85,7 +76,8 @@ def render(days: list[ChartDay]) -> Markup:
             h = plot_h * count / top_value
             base -= h
             parts.append(
-                f'<rect class="bar bar-{key}" x="{x:.1f}" y="{base:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'<rect class="bar bar-{key}" x="{x:.1f}" y="{base:.1f}" '
+                f'width="{bar_w:.1f}" height="{h:.1f}" '
                 f'fill="{color}" data-series="{key}" data-count="{count}"/>'
             )
         parts.append("</g>")

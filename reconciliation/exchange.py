@@ -312,13 +312,15 @@ class SftpTransport:
         except paramiko.BadHostKeyException:
             self._ssh.close()
             raise HostKeyError(
-                f"a chave do servidor SFTP {settings.host}:{settings.port} não é a configurada; conexão recusada."
+                f"a chave do servidor SFTP {settings.host}:{settings.port} não é a configurada; "
+                "conexão recusada."
             ) from None
         except paramiko.SSHException as error:
             self._ssh.close()
             if "not found in known_hosts" in str(error):
                 raise HostKeyError(
-                    f"servidor SFTP {settings.host}:{settings.port} desconhecido: sua chave não está configurada."
+                    f"servidor SFTP {settings.host}:{settings.port} desconhecido: "
+                    "sua chave não está configurada."
                 ) from None
             raise ExchangeError(
                 f"falha na conexão SFTP com {settings.host}:{settings.port}: {error}"
@@ -346,7 +348,8 @@ class SftpTransport:
                 self._ssh.load_host_keys(settings.known_hosts_file)
             except OSError as error:
                 raise ExchangeError(
-                    f"arquivo known_hosts inacessível ({settings.known_hosts_file}): {error.strerror or error}"
+                    f"arquivo known_hosts inacessível ({settings.known_hosts_file}): "
+                    f"{error.strerror or error}"
                 ) from None
         if settings.host_key:
             key_type, blob = settings.host_key.split()[:2]

@@ -28,7 +28,6 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -264,10 +263,6 @@ def _free_name(folder: Path, name: str) -> Path:
         n += 1
         target = folder / f"{name}.{n}"
     return target
-
-
-def window_dates(as_of: date, lookback_days: int) -> list[date]:
-    return [as_of - timedelta(days=k) for k in range(lookback_days, -1, -1)]
 
 
 def read_retorno_rows(path: Path) -> list[dict[str, str]]:

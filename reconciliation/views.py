@@ -23,7 +23,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from onboarding import db, services
-from onboarding.errors import DomainError, InvalidInput, NotFound
+from onboarding.errors import InvalidInput, NotFound
 from onboarding.models import StepKey, StepStatus, Ticket, User
 from onboarding.queries import page_args
 from onboarding.views import TicketPanel, register_ticket_panel
@@ -477,10 +477,6 @@ def ticket_panel(session: Session, ticket: Ticket, user: User) -> TicketPanel | 
         sync_status_labels=SYNC_STATUS_LABELS,
     )
     return TicketPanel("Conciliação", Markup(body), order=10)
-
-
-def _domain_abort(error: DomainError) -> None:
-    abort(error.http_status, error.message)
 
 
 def init_app(app: Flask) -> None:

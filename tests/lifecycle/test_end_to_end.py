@@ -21,7 +21,7 @@ from flask import Flask
 from onboarding import db, services
 from onboarding.errors import WorkflowError
 from onboarding.models import AuditEvent, StepKey, User
-from reconciliation import corrections, lifecycle, synth, triage
+from reconciliation import corrections, synth, triage
 from reconciliation.integration_models import ExchangeFile, SyncPass
 from reconciliation.models import StoredReceipt
 from reconciliation.simulator import LOST, UNIDENTIFIED, IntegratorSimulator

@@ -207,7 +207,7 @@ def test_sftp_password_comes_from_the_environment(sftp_server: SftpServer) -> No
 def test_sftp_server_down_is_a_clear_error(sftp_server: SftpServer) -> None:
     settings = sftp_settings(sftp_server)
     sftp_server.stop()
-    with pytest.raises(ExchangeError, match="inacessível|falha na conexão"):
+    with pytest.raises(ExchangeError, match=r"inacessível|falha na conexão"):
         SftpTransport(settings)
 
 

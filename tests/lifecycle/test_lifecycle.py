@@ -16,7 +16,7 @@ from flask import Flask
 from rq import SimpleWorker
 
 from onboarding import create_app, db, jobs, services
-from onboarding.errors import InvalidInput, PermissionDenied, WorkflowError
+from onboarding.errors import InvalidInput, PermissionDenied
 from onboarding.models import DevTask, StepKey, User
 from reconciliation import csvformat, lifecycle, synth, triage
 from reconciliation.integration_models import Integration, SyncPass
@@ -39,20 +39,6 @@ from tests.support.postgres import RedisTestDb
 from tests.support.sftp import SftpServer
 
 DAY = date(2025, 3, 10)
-
-
-@pytest.fixture
-def users(app: Flask) -> dict[str, int]:
-    with app.app_context():
-        return {name: u.id for name, u in make_users(db.session()).items()}
-
-
-@pytest.fixture
-def ticket_id(app: Flask, users: dict[str, int]) -> int:
-    with app.app_context():
-        session = db.session()
-        loaded = {name: session.get(User, uid) for name, uid in users.items()}
-        return ticket_at_validation(session, loaded).id  # type: ignore[arg-type]
 
 
 def receipts(n: int = 12, seed: int = 3) -> list[Any]:
