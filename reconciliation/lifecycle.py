@@ -194,15 +194,7 @@ def on_task_returned(db: Session, task: DevTask, actor: User | None) -> None:
     if integration.status != IntegrationStatus.ENABLED:
         integration.status = IntegrationStatus.ENABLED
         integration.enabled_at = utcnow()
-    db.flush()
-    audit.record(
-        db,
-        actor,
-        "recon.integration_enabled",
-        integration,
-        ticket_id=task.ticket_id,
-        after=_config_state(integration),
-    )
+    db.flush()  # the return itself is audited by onboarding ("dev_task.returned")
     enqueue_after_commit(db, first_run, integration.id, job_id=f"recon-first-run-{integration.id}")
 
 
@@ -699,9 +691,18 @@ def sync_due() -> dict[str, Any]:
 
 def validation_guard(db: Session, ticket: Ticket) -> tuple[str, str] | None:
     """Step 3 (validation) waits for the validation run and for every one of its divergences to
-    be assigned to the customer or the integrator."""
+    be assigned to the customer or the integrator. While nothing at all was imported for the
+    integration's establishments (no receipt, no retorno) there is no divergence to triage."""
     integration = integration_for_ticket(db, ticket.id)
     if integration is None or integration.validation_run_id is None:
+        task = ticket.dev_task
+        codes = (
+            integration.establishment_codes
+            if integration is not None
+            else (task.establishment_codes if task else [])
+        )
+        if not _has_any_record(db, codes):
+            return None  # nothing imported for these establishments: no divergence to triage
         failing = integration is not None and integration.last_sync_status == SyncStatus.FAILED
         detail = (
             " A última sincronização falhou e será tentada de novo; veja a tela de validação."
@@ -722,6 +723,17 @@ def validation_guard(db: Session, ticket: Ticket) -> tuple[str, str] | None:
             f"falta{'m' if pending > 1 else ''} {pending} {noun}.",
         )
     return None
+
+
+def _has_any_record(db: Session, codes: Iterable[str]) -> bool:
+    wanted = [c for c in (records.norm_code(x) for x in codes) if c]
+    if not wanted:
+        return False
+    for model in (StoredReceipt, StoredStatementRow):
+        found = db.scalars(sa.select(model.id).where(model.establishment_code.in_(wanted)).limit(1)).first()
+        if found is not None:
+            return True
+    return False
 
 
 def next_remessa_at(integration: Integration, tz: Any) -> datetime:

@@ -247,7 +247,7 @@ def test_days_of_an_integration(app: Flask, runner: Any, tmp_path: Path) -> None
         actions = set(session.scalars(sa.select(AuditEvent.action).where(AuditEvent.ticket_id == ticket_id)))
         assert {
             "recon.integration_configured",
-            "recon.integration_enabled",
+            "dev_task.returned",
             "recon.divergence_triaged",
         } <= actions
 

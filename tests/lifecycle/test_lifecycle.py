@@ -16,7 +16,7 @@ from flask import Flask
 from rq import SimpleWorker
 
 from onboarding import create_app, db, jobs, services
-from onboarding.errors import InvalidInput, PermissionDenied
+from onboarding.errors import InvalidInput, PermissionDenied, WorkflowError
 from onboarding.models import DevTask, StepKey, User
 from reconciliation import csvformat, lifecycle, synth, triage
 from reconciliation.integration_models import Integration, SyncPass
@@ -450,3 +450,25 @@ def test_sync_cli_reports_every_integration_and_exits_non_zero_on_failure(
         failed = runner.invoke(args=["recon", "sync"])
         assert failed.exit_code == 1
         assert '"failed": 1' in failed.output.strip().splitlines()[-1]
+
+
+def test_with_nothing_imported_for_the_establishments_there_is_nothing_to_triage(
+    app: Flask, users: dict[str, int], ticket_id: int, tmp_path: Path
+) -> None:
+    with time_machine.travel(at(DAY, 9), tick=False):
+        enable_and_return(app, users["developer"], ticket_id)
+        with app.app_context():
+            session = db.session()
+            ticket = services.get_ticket(session, ticket_id)
+            assert services.step_blocker(session, ticket, StepKey.VALIDATION) is None
+        # As soon as a receipt of the establishment exists, the validation run is required.
+        import_receipts(app, receipts(3), tmp_path)
+        with app.app_context():
+            session = db.session()
+            ticket = services.get_ticket(session, ticket_id)
+            blocked = services.step_blocker(session, ticket, StepKey.VALIDATION)
+            assert blocked is not None and blocked[0] == "first_run_pending"
+            with pytest.raises(WorkflowError):
+                services.complete_step(
+                    session, session.get(User, users["agent"]), ticket_id, StepKey.VALIDATION
+                )
