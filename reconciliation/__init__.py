@@ -31,3 +31,10 @@ def _init_lifecycle(app: Flask) -> None:
     services.on_dev_task_returned(lifecycle.on_task_returned)
     add_context_provider(lifecycle.mail_problems)
     views.init_app(app)
+
+
+def seed_demo() -> dict[str, object]:
+    """`demo seed`: a customer with a living integration (see reconciliation.demo)."""
+    from reconciliation.demo import seed
+
+    return seed()

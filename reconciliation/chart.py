@@ -16,14 +16,15 @@ SERIES = (
 )
 
 
-def _nice_max(value: int) -> int:
-    if value <= 5:
-        return 5
-    for step in (10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
-        if value <= step:
-            return step
-    magnitude = 10 ** (len(str(value)) - 1)
-    return -(-value // magnitude) * magnitude
+def _nice_step(value: int) -> int:
+    """A round step so that four steps cover `value` (1, 2, 5, 10, 20, 25, 50, ...)."""
+    target = max(1, -(-value // 4))
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5, 10):
+            if factor * magnitude >= target:
+                return factor * magnitude
+        magnitude *= 10
 
 
 def _label(day: ChartDay) -> str:
@@ -42,7 +43,8 @@ def render(days: list[ChartDay]) -> Markup:
     day labels and a legend; every day group carries its numbers in `<title>` and data attributes."""
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
-    top_value = _nice_max(max((d.total for d in days), default=0))
+    step = _nice_step(max((d.total for d in days), default=0))
+    top_value = 4 * step
     slot = plot_w / max(1, len(days))
     bar_w = max(4.0, min(36.0, slot * 0.6))
     parts = [
@@ -52,7 +54,7 @@ def render(days: list[ChartDay]) -> Markup:
         f'<desc id="chart-desc">{escape("; ".join(_label(d) for d in days))}</desc>',
     ]
     for tick in range(5):
-        value = top_value * tick // 4
+        value = step * tick
         y = TOP + plot_h - plot_h * tick / 4
         parts.append(
             f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '

@@ -260,6 +260,7 @@ def receipts(ticket_id: int) -> ResponseReturnValue:
         status=status or None,
         establishment=request.args.get("establishment") or None,
         q=request.args.get("q") or None,
+        start=integration.start_date,  # older receipts predate the integration: never sent
     )
     next_remessa = lifecycle.next_remessa_at(integration, conf.tz)
     states = {
