@@ -23,6 +23,10 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
+	@# A day of the integration cycle: remessa out, the simulated integrator answers, retorno in.
+	-$(FLASK) recon sync > /dev/null
+	-$(FLASK) recon simulate-integrator --seed 7 > /dev/null
+	-$(FLASK) recon sync > /dev/null
 	@echo "Desk em http://$(HOST):$(PORT)  (agente@example.com / demo)"
 	$(FLASK) run --host $(HOST) --port $(PORT)
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
+# Imported for their side effects: the integration tables (Alembic sees them through
+# `reconciliation.models`) and the periodic sync job registered for `rq cron`.
+from reconciliation import integration_models as integration_models
+from reconciliation import schedule as schedule
+
 
 def init_app(app: Flask) -> None:
     """Register the `recon` CLI group and the reconciliation API endpoints."""
@@ -11,10 +16,25 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(cli.recon_cli)
     app.register_blueprint(api.bp)
+    _init_lifecycle(app)
+
+
+def _init_lifecycle(app: Flask) -> None:
+    """The integration lifecycle: CLI, screens, step 3 guard, first run hook, mail data."""
+    import reconciliation.lifecycle_cli  # noqa: F401  (attaches `recon sync` and `recon simulate-integrator`)
+    from mail_ingest.templates import add_context_provider
+    from onboarding import services
+    from onboarding.models import StepKey
+    from reconciliation import lifecycle, views
+
+    services.add_step_guard(StepKey.VALIDATION, lifecycle.validation_guard)
+    services.on_dev_task_returned(lifecycle.on_task_returned)
+    add_context_provider(lifecycle.mail_problems)
+    views.init_app(app)
 
 
 def seed_demo() -> dict[str, object]:
-    """Demo sales and retorno for `demo seed`, reconciled."""
-    from reconciliation.demo import seed_demo as seed
+    """`demo seed`: a customer with a living integration (see reconciliation.demo)."""
+    from reconciliation.demo import seed
 
     return seed()
