@@ -8,7 +8,7 @@ varchar_pattern_ops btree (the database collation is not "C"). Both are PostgreS
 made when the pg_trgm extension can be had; SQLite (the embedded demo) keeps its plain scans.
 
 Revision ID: 3c1f0a9e7b21
-Revises: f695bab98fe7
+Revises: d191565e3023
 Create Date: 2026-11-27 23:00:00.000000
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "3c1f0a9e7b21"
-down_revision = "f695bab98fe7"
+down_revision = "d191565e3023"
 branch_labels = None
 depends_on = None
 

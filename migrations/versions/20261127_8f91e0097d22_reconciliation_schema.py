@@ -1,7 +1,7 @@
 """reconciliation schema
 
 Revision ID: 8f91e0097d22
-Revises: f695bab98fe7
+Revises: 3c1f0a9e7b21
 Create Date: 2026-11-27 22:35:45.690157
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import onboarding.db
 
 
 revision = '8f91e0097d22'
-down_revision = 'f695bab98fe7'
+down_revision = '3c1f0a9e7b21'
 branch_labels = None
 depends_on = None
 
