@@ -27,6 +27,7 @@ from tests.mail_ingest.ingest_helpers import (
 )
 from tests.onboarding.helpers import make_users
 from tests.support.dovecot import DovecotServer
+from tests.web.helpers import CsrfClient
 
 ONBOARDING_ID = "<20261116124210.5F2A1C0039@mx.boavistatecnologia.com.br>"
 
@@ -217,6 +218,7 @@ def test_web_triage_view_open_ticket_and_dismiss(
     app: Flask, client: Any, tokens: dict[str, str], imap_mailbox: DovecotServer
 ) -> None:
     _install_login(app)
+    client = CsrfClient(app, app.response_class, use_cookies=True)
     hostile = mail(subject="dúvida", body="x")
     hostile = hostile.replace(b"Content-Type: text/plain", b"Content-Type: text/html").replace(
         b"\nx\n", b'\n<p onclick="steal()">Ol\xc3\xa1</p><script>alert(1)</script>\n'
@@ -224,7 +226,8 @@ def test_web_triage_view_open_ticket_and_dismiss(
     _deliver(app, imap_mailbox, sample("11"), hostile, sample("10"))
     question, html_mail, spoof = messages(app)
 
-    assert client.get("/mail/triage").status_code == 401
+    anonymous = client.get("/mail/triage")
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
     _login(app, client, "developer@test.example")
     assert client.get("/mail/triage").status_code == 403
     _login(app, client, "agent@test.example")
@@ -250,7 +253,7 @@ def test_web_triage_view_open_ticket_and_dismiss(
     assert ticket.customer.establishment_codes == ["1", "2"]
     assert ticket.step(StepKey.CONTRACT).status == "pending"  # the agent did not tick the evidence box
 
-    assert client.post(f"/mail/messages/{question.id}/dismiss").status_code == 302
+    assert client.post(f"/mail/messages/{question.id}/dismiss", data={}).status_code == 302
     assert by_message_id(app, question.message_id).outcome == InboundOutcome.DISMISSED
     remaining = json.loads(
         client.get("/api/v1/mail/triage", headers={"Authorization": f"Bearer {tokens['agent']}"}).data

@@ -19,6 +19,7 @@ from onboarding import db
 from onboarding.models import Role, User
 from tests.support.services import free_port
 from tests.support.smtp import SmtpServer
+from tests.web.helpers import CsrfClient
 
 TEST_SECRET = "test-secret"
 DEV_TEAM = "dev-team@vetorsolucoes.example"
@@ -91,7 +92,7 @@ def session_cookie(app: Flask, user: User) -> str:
 
 def logged_in_client(app: Flask, user: User) -> Any:
     install_test_login(app)
-    client = app.test_client()
+    client = CsrfClient(app, app.response_class, use_cookies=True)
     with client.session_transaction() as flask_session:
         flask_session["_user_id"] = str(user.id)
         flask_session["_fresh"] = True

@@ -39,3 +39,13 @@ def post_form(client: FlaskClient, url: str, data: dict[str, Any] | None = None)
 
 def text(response: TestResponse) -> str:
     return response.get_data(as_text=True)
+
+
+class CsrfClient(FlaskClient):
+    """Posts forms as the browser does: with the session's CSRF token (read from a page)."""
+
+    def post(self, *args: Any, **kwargs: Any) -> TestResponse:
+        data = kwargs.get("data")
+        if isinstance(data, dict) and "csrf_token" not in data:
+            kwargs["data"] = {**data, "csrf_token": csrf_token(self, "/profile")}
+        return super().post(*args, **kwargs)
