@@ -23,7 +23,8 @@ login_manager = LoginManager()
 login_manager.login_view = "web.login"
 login_manager.login_message = "Entre com seu e-mail e senha para continuar."
 login_manager.login_message_category = "info"
-login_manager.session_protection = "basic"  # "strong" would sign agents out when a proxy changes their address
+# "strong" would sign agents out whenever a proxy changes their address.
+login_manager.session_protection = "basic"
 
 
 class WebUser(UserMixin):
