@@ -112,7 +112,6 @@ def list_tickets(
     (touching it raises; ask `establishment_codes_for` instead).
     """
     base = ticket_query(filters)
-    total, capped = _count(db, base, count_limit)
     order = (Ticket.created_at.desc(), Ticket.id.desc()) if newest_first else (Ticket.created_at, Ticket.id)
     if lean:
         options: tuple[Any, ...] = (
@@ -126,10 +125,12 @@ def list_tickets(
             joinedload(Ticket.customer).selectinload(Customer.establishments),
             joinedload(Ticket.assignee),
         )
-    items = db.scalars(
-        base.options(*options).order_by(*order).offset((page - 1) * per_page).limit(per_page)
-    ).all()
-    return Page(list(items), page, per_page, total, capped)
+    offset = (page - 1) * per_page
+    items = list(db.scalars(base.options(*options).order_by(*order).offset(offset).limit(per_page)))
+    if len(items) < per_page and (items or page == 1):
+        return Page(items, page, per_page, offset + len(items))  # the last page: no count needed
+    total, capped = _count(db, base, count_limit)
+    return Page(items, page, per_page, total, capped)
 
 
 def establishment_codes_for(db: Session, customer_ids: Iterable[int]) -> dict[int, list[str]]:

@@ -112,5 +112,8 @@ def logout() -> ResponseReturnValue:
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    # A working day from sign-in, without re-signing and re-sending the cookie on every page view
+    # (Flask's own defaults are 31 days and a refresh on every request, so these are set outright).
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=12)
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
     login_manager.init_app(app)

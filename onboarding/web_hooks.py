@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import Markup
@@ -77,8 +77,11 @@ def register_nav_item(label: str, endpoint: str, roles: Iterable[str] = ()) -> N
 def contributed_timeline(db: Session, ticket: Ticket) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     for source in _timeline_sources:
-        for entry in source(db, ticket):
-            entries.append(entry if isinstance(entry, TimelineEntry) else TimelineEntry(*entry))
+        for item in source(db, ticket):
+            entry = item if isinstance(item, TimelineEntry) else TimelineEntry(*item)
+            if entry.when.tzinfo is None:  # naive means UTC, so entries from every source sort together
+                entry = TimelineEntry(entry.when.replace(tzinfo=UTC), entry.kind, entry.content)
+            entries.append(entry)
     return entries
 
 

@@ -161,7 +161,7 @@ def test_extension_hooks_add_timeline_entries_and_panels(
         return [
             TimelineEntry(when, "mail", {"title": f"E-mail recebido <{ticket.number}>", "actor": "Boavista"}),
             (when, "mail", Markup("<p class='probe-html'>corpo <em>sanitizado</em></p>")),
-            (when, "note", "<script>nope</script>"),
+            (when.replace(tzinfo=None), "note", "<script>nope</script>"),  # naive: taken as UTC
         ]
 
     def panel(_db: object, ticket: Ticket, user: object) -> TicketPanel | None:
