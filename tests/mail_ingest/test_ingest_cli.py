@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from tests.mail_ingest.ingest_helpers import (
@@ -23,6 +24,9 @@ from tests.mail_ingest.ingest_helpers import (
     tickets,
 )
 from tests.support.dovecot import DovecotServer
+
+# The database plays no part here: run on SQLite only (the app fixture runs both otherwise).
+DB_AGNOSTIC = pytest.mark.parametrize("app", ["sqlite"], indirect=True)
 
 
 def _last_json(output: str) -> dict[str, Any]:
@@ -45,6 +49,7 @@ def test_poll_once_prints_counts_as_json_on_the_last_line(
     assert _last_json(again.output)["fetched"] == 0
 
 
+@DB_AGNOSTIC
 def test_poll_without_a_mailbox_configured_fails_with_one_line(app: Flask, runner: Any) -> None:
     app.config["IMAP_HOST"] = None
     result = runner.invoke(args=["mail", "poll", "--once"])
@@ -128,6 +133,7 @@ def test_import_of_the_same_mail_fetched_over_imap_is_a_duplicate(
     assert row_counts(app) == (1, 1, 1)
 
 
+@DB_AGNOSTIC
 def test_import_refuses_a_bad_path_before_reading_anything(app: Flask, runner: Any, tmp_path: Path) -> None:
     good = tmp_path / "ok.eml"
     good.write_bytes(sample("01"))

@@ -25,7 +25,11 @@ from tests.mail_ingest.ingest_helpers import (
 )
 from tests.support.dovecot import DovecotServer
 
+# The database plays no part here: run on SQLite only (the app fixture runs both otherwise).
+DB_AGNOSTIC = pytest.mark.parametrize("app", ["sqlite"], indirect=True)
 
+
+@DB_AGNOSTIC
 @pytest.mark.parametrize("security", ["ssl", "starttls", "none"])
 def test_poll_reads_the_mailbox_over_ssl_starttls_and_plain(
     app: Flask, imap_mailbox: DovecotServer, security: str
@@ -40,6 +44,7 @@ def test_poll_reads_the_mailbox_over_ssl_starttls_and_plain(
     assert [m.status for m in messages(app)] == [InboundStatus.PROCESSED, InboundStatus.PROCESSED]
 
 
+@DB_AGNOSTIC
 def test_tls_certificate_is_verified(app: Flask, imap_mailbox: DovecotServer) -> None:
     configure(app, imap_mailbox, "ssl")
     app.config["IMAP_SSL_CONTEXT"] = None  # the system trust store does not know the test CA
@@ -50,6 +55,7 @@ def test_tls_certificate_is_verified(app: Flask, imap_mailbox: DovecotServer) ->
     assert row_counts(app) == (0, 0, 0)
 
 
+@DB_AGNOSTIC
 @pytest.mark.parametrize(
     ("greets", "connect_timeout", "read_timeout"),
     [
@@ -159,6 +165,7 @@ def test_seen_is_set_only_after_the_commit_and_a_lost_flag_is_redone(
         assert session.scalars(select(ImapPendingAction)).all() == []
 
 
+@DB_AGNOSTIC
 def test_handled_mail_moves_to_the_processed_folder_and_nothing_is_deleted(
     app: Flask, imap_mailbox: DovecotServer
 ) -> None:
@@ -229,6 +236,7 @@ def test_dovecot_stopped_mid_poll_then_the_next_poll_loses_nothing(
     assert all(b"\\Seen" in m.flags for m in imap_mailbox.fetch_all())
 
 
+@DB_AGNOSTIC
 def test_two_polls_never_overlap(app: Flask, imap_mailbox: DovecotServer) -> None:
     configure(app, imap_mailbox)
     imap_mailbox.append(mail())

@@ -20,6 +20,9 @@ from tests.support.postgres import RedisTestDb
 
 JOB_NAME = "mail_ingest.jobs.poll_mailbox_job"
 
+# The database plays no part here: run on SQLite only (the app fixture runs both otherwise).
+DB_AGNOSTIC = pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def worker_app(app: Flask, redis_db: RedisTestDb) -> Iterator[Flask]:
@@ -44,6 +47,7 @@ def _run_cron_job(app: Flask, redis_db: RedisTestDb) -> Any:
     return queued.return_value()
 
 
+@DB_AGNOSTIC
 def test_rq_cron_polls_every_30_seconds_in_a_worker(
     worker_app: Flask, redis_db: RedisTestDb, imap_mailbox: DovecotServer
 ) -> None:
@@ -61,6 +65,7 @@ def test_rq_cron_polls_every_30_seconds_in_a_worker(
     assert row_counts(worker_app)[0] == 1
 
 
+@DB_AGNOSTIC
 def test_a_poll_holding_the_redis_lock_makes_the_next_one_skip(
     worker_app: Flask, redis_db: RedisTestDb, imap_mailbox: DovecotServer
 ) -> None:
@@ -76,6 +81,7 @@ def test_a_poll_holding_the_redis_lock_makes_the_next_one_skip(
     assert _run_cron_job(worker_app, redis_db)["fetched"] == 1
 
 
+@DB_AGNOSTIC
 def test_the_job_does_nothing_without_a_mailbox(worker_app: Flask, redis_db: RedisTestDb) -> None:
     worker_app.config["IMAP_HOST"] = None
     assert _run_cron_job(worker_app, redis_db) is None
