@@ -34,7 +34,7 @@ from reconciliation.models import (
 
 SALES = "sales"
 RETORNO = "retorno"
-PROGRESS_EVERY = 5_000
+ANALYZE_AFTER = 10_000
 
 Progress = Callable[[int], None]
 
@@ -215,6 +215,10 @@ def _import_rows(
         # Nothing new and nothing wrong: an import that changes nothing leaves no trace either.
         db.delete(batch)
         report.batch_id = None
+    if inserted >= ANALYZE_AFTER and db.get_bind().dialect.name == "postgresql":
+        # Fresh statistics for the run that usually follows a big import.
+        table = StoredReceipt.__tablename__ if report.kind == SALES else StoredStatementRow.__tablename__
+        db.execute(sa.text(f"ANALYZE {table}"))
     db.flush()
 
 
