@@ -25,11 +25,13 @@ def _init_lifecycle(app: Flask) -> None:
     from mail_ingest.templates import add_context_provider
     from onboarding import services
     from onboarding.models import StepKey
-    from reconciliation import lifecycle, views
+    from onboarding.views import register_timeline_source
+    from reconciliation import lifecycle, timeline, views
 
     services.add_step_guard(StepKey.VALIDATION, lifecycle.validation_guard)
     services.on_dev_task_returned(lifecycle.on_task_returned)
     add_context_provider(lifecycle.mail_problems)
+    register_timeline_source(timeline.integration_timeline)
     views.init_app(app)
 
 

@@ -160,10 +160,9 @@ def configure_integration(
         actor,
         "recon.integration_configured",
         integration,
-        ticket_id=ticket.id,
         before=before,
-        after=_config_state(integration),
-    )
+        after={**_config_state(integration), "ticket_id": ticket.id},
+    )  # shown on the ticket's timeline by reconciliation.timeline, in pt-BR
     return integration
 
 
@@ -207,6 +206,12 @@ def first_run(integration_id: int) -> dict[str, Any]:
 @job
 def sync_job(integration_id: int, trigger: str = "manual") -> dict[str, Any]:
     return sync_integration(integration_id, trigger=trigger).summary()
+
+
+@job
+def rerun_job(integration_id: int) -> dict[str, Any]:
+    """After a correction: reconcile again now (the remessa keeps its daily time)."""
+    return sync_integration(integration_id, trigger="correction", remessa=False).summary()
 
 
 def request_sync(db: Session, actor: User | None, integration_id: int) -> Integration:

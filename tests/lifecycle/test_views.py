@@ -148,6 +148,8 @@ def test_triage_posts_check_csrf_and_roles_then_offer_the_mail(
     with app.app_context():
         row = db.session().get(DivergenceTriage, target.id)
         assert row is not None and row.responsible == "customer" and row.note == "cliente digitou errado"
+    # The ticket's timeline tells it in pt-BR.
+    assert "Divergência atribuída: Cliente (operação)" in page(client, f"/tickets/{ticket_id}")
     # The offered mail lists that divergence.
     compose = page(client, f"/tickets/{ticket_id}/mail/customer_operation_problem")
     assert f"Venda {target.record_key}" in compose
