@@ -179,6 +179,8 @@ class _CsvSource:
     """An opened CSV: encoding, dialect, header positions and the raw record iterator."""
 
     def __init__(self, stream: IO[bytes]) -> None:
+        if isinstance(stream, io.TextIOBase):
+            raise TypeError("esperado um fluxo binário: abra o arquivo com 'rb'")
         buffered = io.BufferedReader(_Borrowed(stream), buffer_size=SNIFF_BYTES)
         self.encoding, errors = _sniff_encoding(buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES])
         self.text = io.TextIOWrapper(buffered, encoding=self.encoding, errors=errors, newline="")

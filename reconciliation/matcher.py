@@ -23,8 +23,14 @@ Steps:
 Layout, for speed: every record carrying both NSU and authorization code lands in one bucket per
 (establishment, NSU, authorization) together with its duplicates, its installment and event rows
 and its rule (a) counterparts, so steps 1 to 3(a) run bucket by bucket, and the common bucket
-(one receipt, the rows of one sale) takes a short path. Records without both identifiers and
-those rule (a) leaves unpaired go through the general path, which is small.
+(one receipt, the rows of one plain sale) takes a short path. Records with neither identifier but
+a txid are bucketed by (establishment, txid) the same way: no rule before (c) can touch them.
+Everything else, and whatever a bucket leaves unpaired, goes through the general path, which is
+small. A bucket too crowded to compare all against all (placeholder identifiers) is only matched
+within equal amounts (`GREEDY_LIMIT`).
+
+Pairing, grouping and duplicates never cross establishments, so reconciling each establishment
+apart gives the same outcomes (less memory for a caller with millions of records).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
+from itertools import repeat
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -58,6 +65,8 @@ RULE_C_TIME = "c:amount+time"
 RULE_DUPLICATE = "duplicate"
 
 PIX_TIME_TOLERANCE_SECONDS = 120
+# Most candidate pairs one bucket may compare (see `_Run.greedy`).
+GREEDY_LIMIT = 40_000
 _INSTANT_TYPES = frozenset({PaymentType.PIX, PaymentType.WALLET})
 _LOOSE_IDENTIFIER_RULES = frozenset({RULE_C_TXID, RULE_C_TIME})
 _SALE = EventType.SALE
@@ -359,26 +368,28 @@ def _event_status(events: list[StatementRow], status: Status) -> Status:
     return status
 
 
+_PLAIN_SALE_KEY = attrgetter(
+    "event_type",
+    "sale_amount_cents",
+    "sale_date",
+    "installments",
+    "acquirer",
+    "nsu",
+    "authorization_code",
+    "txid",
+)
+
+
 def _one_plain_sale(rows: list[StatementRow]) -> bool:
-    """The rows (already sharing establishment, NSU and authorization) are exactly one sale."""
-    first = rows[0]
-    acquirer, day, installments = first.acquirer, first.sale_date, first.installments
-    amount, nsu, auth, txid = first.sale_amount_cents, first.nsu, first.authorization_code, first.txid
-    numbers = set()
+    """The rows (already sharing establishment, NSU and authorization) are exactly one sale:
+    installment rows only, one per installment number, sharing every grouping column."""
+    key = _PLAIN_SALE_KEY(rows[0])
+    if key[0] is not _SALE:
+        return False
     for r in rows:
-        if (
-            r.event_type is not _SALE
-            or r.sale_amount_cents != amount
-            or r.sale_date != day
-            or r.installments != installments
-            or r.acquirer != acquirer
-            or r.nsu != nsu
-            or r.authorization_code != auth
-            or r.txid != txid
-        ):
+        if _PLAIN_SALE_KEY(r) != key:
             return False
-        numbers.add(r.installment_number)
-    return len(numbers) == len(rows)
+    return len(set(map(_NUMBER, rows))) == len(rows)
 
 
 # --- receipts on the general path ----------------------------------------------------------------
@@ -513,11 +524,11 @@ class _Run:
         rule: str,
     ) -> None:
         if (
-            rule is RULE_A
-            and rec.amount_cents == primary.sale_amount_cents
+            rec.amount_cents == primary.sale_amount_cents
             and rec.installments == primary.installments
             and rec.brand == primary.brand
             and rec.payment_type is primary.payment_type
+            and (rule is RULE_A or (r_ids == s_ids and rule is not RULE_A_DATE))
         ):
             divs: tuple[Divergence, ...] = ()
             status = Status.MATCHED
@@ -528,21 +539,17 @@ class _Run:
             status = _event_status(events, status)
             if status is not Status.DIVERGENT:
                 divs = ()
-            ids = tuple([r.record_id for r in rows] + [e.record_id for e in events])
+            ids = tuple(map(_RECORD_ID, rows + events))
         else:
-            ids = (rows[0].record_id,) if len(rows) == 1 else tuple([r.record_id for r in rows])
-        for d in divs:
-            self.divergence_counts[d] += 1
-        self.receipt_out[rec.sale_id] = _new(Outcome, (status, divs, ids, rule))
+            ids = (rows[0].record_id,) if len(rows) == 1 else tuple(map(_RECORD_ID, rows))
+        if divs:
+            for d in divs:
+                self.divergence_counts[d] += 1
+        sale_id = rec.sale_id
+        self.receipt_out[sale_id] = _new(Outcome, (status, divs, ids, rule))
+        self.statement_out.update(zip(ids, repeat(_new(Outcome, (status, divs, (sale_id,), rule)))))
         self.receipt_counts[status] += 1
-        o = _new(Outcome, (status, divs, (rec.sale_id,), rule))
-        statement_out = self.statement_out
-        for row in rows:
-            statement_out[row.record_id] = o
-        if events:
-            for row in events:
-                statement_out[row.record_id] = o
-        self.statement_counts[status] += len(rows) + len(events)
+        self.statement_counts[status] += len(ids)
         self.pairs += 1
 
     def emit_unpaired_receipt(self, r: _Rec) -> None:
@@ -662,6 +669,21 @@ class _Run:
 
     def greedy(self, rs: list[_Rec], ss: list[_Sale], rule: str, max_days: int | None) -> None:
         """Several candidates in one bucket: closest agreement first, ids break ties."""
+        if len(rs) * len(ss) > GREEDY_LIMIT:
+            # Identifiers shared by this many records are placeholders ("0", "000000"), not
+            # evidence: only records that also agree on the amount compete, in smaller groups;
+            # a group still too large stays unpaired rather than compared all against all.
+            r_by_amount: dict[int, list[_Rec]] = {}
+            for r in rs:
+                r_by_amount.setdefault(r.rec.amount_cents, []).append(r)
+            s_by_amount: dict[int, list[_Sale]] = {}
+            for s in ss:
+                s_by_amount.setdefault(s.primary.sale_amount_cents, []).append(s)
+            for amount in sorted(r_by_amount.keys() & s_by_amount.keys()):
+                sub_r, sub_s = r_by_amount[amount], s_by_amount[amount]
+                if len(sub_r) * len(sub_s) <= GREEDY_LIMIT:
+                    self.greedy(sub_r, sub_s, rule, max_days)
+            return
         zone = self.zone
         candidates = []
         for r in rs:

@@ -146,6 +146,16 @@ def test_utf8_bom_is_accepted() -> None:
     assert isinstance(r, Receipt) and r.sale_id == "V1"
 
 
+def test_excel_style_file_with_bom_quotes_crlf_and_semicolons() -> None:
+    header = ";".join(f'"{c}"' for c in RECEIPT_HEADER.split(","))
+    line = '"V1";"1";"14/03/2024 10:00:00";"1.234,56";"Crédito";"Visa";"Cielo";"3";"a";"1";"sale"'
+    data = ("\ufeff" + header + "\r\n" + line + "\r\n\r\n").encode()
+    [(number, r)] = receipts_of(data)
+    assert number == 2
+    assert isinstance(r, Receipt)
+    assert (r.amount_cents, r.installments, r.brand, r.authorization_code) == (123_456, 3, "visa", "A")
+
+
 def test_windows_1252_is_detected() -> None:
     text = (
         RECEIPT_HEADER + ",terminal\nV1,1,14/03/2024 10:00:00,1.00,débito,elo,rede,1,1,1,sale,Loja São João\n"
@@ -218,6 +228,11 @@ def test_missing_required_column_fails_before_any_row() -> None:
     ).encode()
     with pytest.raises(FormatError, match="nsu"):
         read_receipts(io.BytesIO(data), TZ)  # raised on the call, not on the first row
+
+
+def test_text_stream_is_refused_with_a_clear_reason() -> None:
+    with pytest.raises(TypeError, match="rb"):
+        read_receipts(io.StringIO(RECEIPT_HEADER), TZ)  # type: ignore[arg-type]
 
 
 def test_empty_file_is_a_format_error() -> None:

@@ -438,3 +438,19 @@ def test_rows_and_summary_cover_every_record() -> None:
 def test_payment_type_accepts_strings_and_portuguese_aliases() -> None:
     r = receipt("1", payment_type="Crédito")
     assert r.payment_type is PaymentType.CREDIT
+
+
+def test_placeholder_identifiers_shared_by_hundreds_of_sales_stay_bounded() -> None:
+    # An ERP exporting "0" for unknown NSU and authorization: one huge rule (a) bucket. Only
+    # records that also agree on the amount compete; an amount shared by too many stays unpaired.
+    n = 300
+    receipts = [receipt(str(k), nsu="0", auth="000000", amount=1_000 + k) for k in range(n)]
+    rows = [row for k in range(n) for row in sale_rows(10_000 + k, nsu="0", auth="0", amount=1_000 + k)]
+    times = [f"2024-03-14 12:{k // 60:02d}:{k % 60:02d}" for k in range(250)]
+    crowd = [receipt(f"c{k}", nsu="0", auth="0", amount=77, when=times[k]) for k in range(250)]
+    crowd_rows = [
+        row for k in range(250) for row in sale_rows(20_000 + k, nsu="0", auth="0", amount=77, when=times[k])
+    ]
+    result = run(receipts + crowd, rows + crowd_rows)
+    assert all(result.receipts[str(k)] == matched((str(10_000 + k),)) for k in range(n))
+    assert {result.receipts[f"c{k}"].status for k in range(250)} == {S.PENDING}

@@ -168,3 +168,26 @@ def test_exact_copies_of_the_erp_data_reconcile_fully(world, lookback) -> None:
         first = 1000 + 20 * int(r.sale_id)
         own = tuple(str(first + n) for n in range(r.installments))
         assert result.receipts[r.sale_id].counterpart_ids == own
+
+
+@PROPERTY_SETTINGS
+@given(world=noisy_worlds())
+def test_each_establishment_can_be_reconciled_apart(world) -> None:
+    # Pairing, grouping and duplicates never cross establishments: a caller may run one
+    # establishment at a time (less memory) and get the same outcomes.
+    receipts, rows, as_of, lookback = world
+    whole = reconcile(receipts, rows, as_of=as_of, lookback_days=lookback)
+    merged_receipts, merged_rows, pairs = {}, {}, 0
+    for est in {r.establishment_code for r in receipts} | {r.establishment_code for r in rows}:
+        part = reconcile(
+            [r for r in receipts if r.establishment_code == est],
+            [r for r in rows if r.establishment_code == est],
+            as_of=as_of,
+            lookback_days=lookback,
+        )
+        merged_receipts.update(part.receipts)
+        merged_rows.update(part.statement)
+        pairs += part.pairs
+    assert merged_receipts == whole.receipts
+    assert merged_rows == whole.statement
+    assert pairs == whole.pairs
