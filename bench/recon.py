@@ -42,6 +42,29 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}/s" if seconds > 0 else "inf"
 
 
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `cmd`; also return its peak RSS in KiB, read from /proc (VmHWM) while it runs.
+
+    `getrusage(RUSAGE_CHILDREN).ru_maxrss` would not do: a child started by (v)fork inherits the
+    high-water mark of this process, which holds the generated data.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        status = Path(f"/proc/{process.pid}/status")
+        peak = 0
+        while process.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, process.returncode, out.read(), err.read()), peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,9 +157,9 @@ def main() -> None:
                 retorno_report = importers.import_retorno_file(session, retorno_csv, tz=tz)
             retorno_s = time.perf_counter() - t
 
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             outcome = engine.run_reconciliation(as_of=as_of, force=True, trigger="bench")
-            run_s = time.perf_counter() - t
+            run_s, run_cpu = time.perf_counter() - t, time.process_time() - cpu
         app.extensions["db_engine"].dispose()
 
         env = {**os.environ, "DATABASE_URL": url, "RECON_LOOKBACK_DAYS": "3", "PYTHONPATH": str(ROOT)}
@@ -153,9 +176,10 @@ def main() -> None:
             "--full",
         ]
         t = time.perf_counter()
-        child = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        child, peak_kib = run_measured(cmd, env)
         cli_s = time.perf_counter() - t
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli_cpu = usage.ru_utime + usage.ru_stime
         cli_summary = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else None
     finally:
         if not args.keep_db:
@@ -178,10 +202,13 @@ def main() -> None:
     )
     print(
         f"recon run (in process)   : {run_s:7.2f}s  {rate(n_receipts, run_s)} receipts  [target >= 20,000/s]"
+        f"  (CPU of this process {run_cpu:.2f}s; {outcome.writes.inserted:,} results written)"
     )
     if cli_summary is not None:
         print(
-            f"recon run (CLI, process) : {cli_s:7.2f}s  {rate(n_receipts, cli_s)} receipts, "
+            f"recon run --full (CLI)   : {cli_s:7.2f}s  {rate(n_receipts, cli_s)} receipts "
+            f"(CPU {cli_cpu:.2f}s, "
+            f"results unchanged: {cli_summary['results_written']['unchanged']:,}), "
             f"peak RSS {peak_kib / 1024:,.0f} MiB  [target < 1.5 GB at 1,000,000 receipts]"
         )
     else:
@@ -191,7 +218,7 @@ def main() -> None:
     print(f"matcher / polars join    : {matcher_s / join_s:7.1f}x  [target <= 3x]")
     same = outcome.counts.sales == {s.value: n for s, n in expected_sales.items()}
     print(f"stored results agree with the pure matcher's counts: {same}")
-    print(f"bench process peak RSS   : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    print(f"machine load average (1, 5, 15 min): {os.getloadavg()}  (other work slows every figure)")
 
 
 if __name__ == "__main__":

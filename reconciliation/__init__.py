@@ -36,7 +36,11 @@ def _init_lifecycle(app: Flask) -> None:
 
 
 def seed_demo() -> dict[str, object]:
-    """`demo seed`: a customer with a living integration (see reconciliation.demo)."""
-    from reconciliation.demo import seed
+    """Demo sales and retorno for `demo seed`, reconciled; and a customer whose integration lives
+    (configured, returned, answered by the simulated integrator, partly triaged, one correction)."""
+    from reconciliation.demo import seed_demo as seed
+    from reconciliation.lifecycle_demo import seed as seed_integration
 
-    return seed()
+    summary = seed()
+    summary["integration"] = seed_integration()
+    return summary

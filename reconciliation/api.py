@@ -110,7 +110,7 @@ def post_sales() -> tuple[Response, int]:
     ), 200
 
 
-@bp.patch("/sales/<sale_id>")
+@bp.patch("/sales/<path:sale_id>")
 @roles(Role.AGENT, Role.ADMIN)
 def patch_sale(sale_id: str) -> tuple[Response, int]:
     body = _json_body()

@@ -158,7 +158,7 @@ def remessa_cmd(as_of_text: str | None, establishment: str | None, out: str) -> 
 def export(out: str, as_of_text: str | None) -> None:
     """Escreve o CSV de resultado: uma linha por recebimento e por linha de retorno importados."""
     path = _output_path(out)
-    as_of = engine.ensure_results(as_of=_parse_date(as_of_text, "--as-of"), trigger="export")
+    as_of = engine.ensure_results(as_of=_parse_date(as_of_text, "--as-of"), trigger="export", verify=True)
     with unit_of_work() as session, remessa.atomic_text_file(path) as handle:
         count = remessa.write_results_csv(session, handle)
     _json_line({"out": str(path), "as_of": as_of.isoformat(), "rows": count})

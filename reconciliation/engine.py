@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -187,7 +186,11 @@ def reconcile_into(
     sizes = _record_counts(conn, [e.code for e in stale])
     writes = ChunkWrites()
     for chunk in _chunks(stale, sizes):
-        digests = _reconcile_chunk(conn, [e.code for e in chunk], run_id, as_of, lookback, tz, writes)
+        has_results = any(e.result_digest is not None for e in chunk)
+        big = sum(sum(sizes.get(e.code, (0, 0))) for e in chunk) > CHUNK_RECORDS
+        digests = _reconcile_chunk(
+            conn, [e.code for e in chunk], run_id, as_of, lookback, tz, writes, has_results, stream=big
+        )
         gc.collect()  # the matcher's pairs refer to each other: free the chunk before the next one
         for est in chunk:
             est.result_run_id = run_id
@@ -268,78 +271,100 @@ def _reconcile_chunk(
     lookback: int,
     tz: ZoneInfo,
     writes: ChunkWrites,
+    has_results: bool,
+    stream: bool,
 ) -> dict[str, str]:
-    """Reconcile the establishments `codes` and store what changed in their results (new rows
-    inserted, changed rows overwritten, unchanged rows left alone); returns a digest of the
-    results per establishment."""
+    """Reconcile the establishments `codes` (one `reconcile()` call each: pairing never crosses
+    establishments) and store what changed in their results: new rows inserted, changed rows
+    overwritten, unchanged rows left alone. Returns a digest of the results per establishment."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of young objects and no garbage: the collector would only slow down
     try:
-        receipts = store.load_receipts(conn, codes, tz)
-        rows = store.load_statement_rows(conn, codes, tz)
-        result = matcher.reconcile(receipts, rows, as_of=as_of, lookback_days=lookback, tz=tz)
-        stored = store.load_results(conn, codes)
-        digests: dict[str, list[int]] = {}
+        receipts = _by_establishment(store.load_receipts(conn, codes, tz, stream=stream))
+        rows = _by_establishment(store.load_statement_rows(conn, codes, tz, stream=stream))
+        stored = (
+            store.load_results(conn, codes, stream=stream)
+            if has_results
+            else {k.value: {} for k in records.Kind}
+        )
+        digests: dict[str, str] = {}
         changed: list[store.ResultRow] = []
 
-        def new_rows() -> Iterator[store.ResultRow]:
-            for row in _result_rows(result, receipts, rows, digests):
-                previous = stored[row[0]].pop(row[1], None)
-                if previous is None:
-                    yield row
-                elif previous != row[3]:
-                    changed.append(row)
-                else:
-                    writes.unchanged += 1
+        def new_blocks() -> Iterator[store.ResultBlock]:
+            for code in codes:
+                result = matcher.reconcile(
+                    receipts.pop(code, []), rows.pop(code, []), as_of=as_of, lookback_days=lookback, tz=tz
+                )
+                yield from _result_blocks(code, result, stored, changed, writes, digests)
 
-        writes.inserted += store.insert_results(conn, new_rows(), run_id)
+        writes.inserted += store.insert_results(conn, new_blocks(), run_id)
         writes.updated += store.update_results(conn, changed, run_id)
         vanished = [(kind, key) for kind, by_key in stored.items() for key in by_key]
         writes.deleted += store.delete_results(conn, vanished)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {code: f"{acc[0]:016x}{acc[1]:08x}" for code, acc in digests.items()}
+    return digests
 
 
-def _result_rows(
+def _by_establishment(recs: list[Any]) -> dict[str, list[Any]]:
+    groups: dict[str, list[Any]] = {}
+    for rec in recs:
+        group = groups.get(rec.establishment_code)
+        if group is None:
+            groups[rec.establishment_code] = [rec]
+        else:
+            group.append(rec)
+    return groups
+
+
+def _result_blocks(
+    code: str,
     result: matcher.ReconResult,
-    receipts: list[records.Receipt],
-    rows: list[records.StatementRow],
-    digests: dict[str, list[int]],
-) -> Iterator[tuple[str, str, str, store.ResultTail]]:
-    """Result rows with their establishment; folds each row into its establishment's digest (an
-    order-independent sum of the CRC32 of each row's text, plus the row count)."""
+    stored: dict[str, dict[str, store.ResultTail]],
+    changed: list[store.ResultRow],
+    writes: ChunkWrites,
+    digests: dict[str, str],
+) -> Iterator[store.ResultBlock]:
+    """The results of one establishment that are not stored yet, one block per kind; results
+    stored with other values go to `changed`, stored results no longer produced stay in `stored`.
+
+    Once done, `digests[code]` holds the digest of all its results: an order-independent sum of
+    the CRC32 of each row's text, and the row count."""
     crc = zlib.crc32
-    for kind, side, recs, key in (
-        (records.Kind.SALE.value, result.receipts, receipts, "sale_id"),
-        (records.Kind.STATEMENT.value, result.statement, rows, "record_id"),
+    total = count = 0
+    for kind, side in (
+        (records.Kind.SALE.value, result.receipts),
+        (records.Kind.STATEMENT.value, result.statement),
     ):
-        get_key = attrgetter(key)
         # Outcomes are shared between the rows of one retorno sale: format them once.
         # Keyed by id(); the outcome is kept in the value so that its id is never reused meanwhile.
-        tails: dict[int, tuple[Any, store.ResultTail, int]] = {}
+        cache: dict[int, tuple[Any, store.ResultTail, int]] = {}
         prefix = f"{kind}\t".encode()
-        for rec in recs:
-            record_key = get_key(rec)
-            outcome = side[record_key]
-            cached = tails.get(id(outcome))
+        before = stored[kind]
+        keys: list[str] = []
+        tails: list[store.ResultTail] = []
+        for record_key, outcome in side.items():
+            cached = cache.get(id(outcome))
             if cached is None:
-                tail = (
-                    outcome.status.value,
-                    "|".join(outcome.divergences),
-                    "|".join(outcome.counterpart_ids),
-                    outcome.rule,
-                )
-                cached = tails[id(outcome)] = (outcome, tail, crc(prefix + "\t".join(tail).encode()))
-            _, tail, seed = cached
-            est = rec.establishment_code
-            acc = digests.get(est)
-            if acc is None:
-                acc = digests[est] = [0, 0]
-            acc[0] = (acc[0] + crc(record_key.encode(), seed)) & 0xFFFFFFFFFFFFFFFF
-            acc[1] += 1
-            yield kind, record_key, est, tail
+                status, divergences, counterparts, rule = outcome
+                tail = (status.value, "|".join(divergences), "|".join(counterparts), rule)
+                cached = cache[id(outcome)] = (outcome, tail, crc(prefix + "\t".join(tail).encode()))
+            tail = cached[1]
+            total += crc(record_key.encode(), cached[2])
+            if before:
+                previous = before.pop(record_key, None)
+                if previous is not None:
+                    if previous == tail:
+                        writes.unchanged += 1
+                    else:
+                        changed.append((kind, record_key, code, tail))
+                    continue
+            keys.append(record_key)
+            tails.append(tail)
+        count += len(side)
+        yield kind, code, keys, tails
+    digests[code] = f"{total & 0xFFFFFFFFFFFFFFFF:016x}{count:08x}"
 
 
 # --- reading results ---------------------------------------------------------------------------
@@ -386,20 +411,31 @@ def results_are_current(db: Session, as_of: date, establishment: str | None, loo
 
 
 def ensure_results(
-    *, as_of: date | None = None, establishment: str | None = None, trigger: str = "export"
+    *,
+    as_of: date | None = None,
+    establishment: str | None = None,
+    trigger: str = "export",
+    verify: bool = False,
 ) -> date:
     """Make the stored results those of `as_of` (default: the as-of of the latest run, else
-    today), running the reconciliation where they are not; returns the as-of used."""
+    today), running the reconciliation where they are not; returns the as-of used.
+
+    `verify` also checks that every stored record has a result (a full run otherwise)."""
     conf = settings()
     code = normalize_code(establishment)
+    force = False
     with desk_db.session_scope() as db:
         if as_of is None:
             as_of = latest_as_of(db) or clock.today(conf.tz)
-        current = results_are_current(db, as_of, code, conf.lookback_days)
         if code is not None and db.get(Establishment, code) is None:
             return as_of
+        current = results_are_current(db, as_of, code, conf.lookback_days)
+        if verify and current:
+            stored = db.scalar(sa.select(sa.func.count()).select_from(Result)) or 0
+            force = code is None and stored != sum(count_records(db))
+            current = not force
     if not current:
-        run_reconciliation(as_of=as_of, establishment=code, trigger=trigger)
+        run_reconciliation(as_of=as_of, establishment=code, trigger=trigger, force=force)
     return as_of
 
 

@@ -34,7 +34,7 @@ from reconciliation.models import (
 
 SALES = "sales"
 RETORNO = "retorno"
-PROGRESS_EVERY = 5_000
+ANALYZE_AFTER = 10_000
 
 Progress = Callable[[int], None]
 
@@ -211,6 +211,14 @@ def _import_rows(
     batch.finished_at = utcnow()
     if inserted:
         bump_establishments(db, codes)
+    elif not report.errors:
+        # Nothing new and nothing wrong: an import that changes nothing leaves no trace either.
+        db.delete(batch)
+        report.batch_id = None
+    if inserted >= ANALYZE_AFTER and db.get_bind().dialect.name == "postgresql":
+        # Fresh statistics for the run that usually follows a big import.
+        table = StoredReceipt.__tablename__ if report.kind == SALES else StoredStatementRow.__tablename__
+        db.execute(sa.text(f"ANALYZE {table}"))
     db.flush()
 
 
@@ -236,6 +244,23 @@ def bump_establishments(db: Session, codes: Iterable[str]) -> None:
     )
     for start in range(0, len(ordered), 1000):
         db.execute(stmt, [{"code": code, "data_version": 1} for code in ordered[start : start + 1000]])
+
+
+def import_records(
+    db: Session,
+    kind: str,
+    items: Iterable[records.Receipt | records.StatementRow],
+    *,
+    tz: Any,
+    name: str,
+    source: str,
+    user: User | None = None,
+) -> ImportReport:
+    """Records already built (the integrator exchange, the demo): same storage rules as a file;
+    `line_no` is the record's 1-based position."""
+    report = ImportReport(kind=kind, file_name=name)
+    _import_rows(db, enumerate(items, start=1), report, tz=tz, user=user, source=source)
+    return report
 
 
 # --- API: a batch of receipts as JSON ----------------------------------------------------------

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,13 +59,29 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, StrEnum) else value
 
 
-def receipt_row(rec: records.Receipt, tz: tzinfo, batch_id: int | None, line_no: int | None) -> tuple:
-    values = tuple(plain(getattr(rec, name)) for name in RECEIPT_FIELDS)
-    return (*values, rec.local_date(tz), False, batch_id, line_no)
+_RECEIPT_VALUES = attrgetter(*RECEIPT_FIELDS)
+_STATEMENT_VALUES = attrgetter(*STATEMENT_FIELDS)
+# Enum fields are stored as their value (psycopg would write an Enum's name).
+_RECEIPT_ENUMS = tuple(RECEIPT_FIELDS.index(name) for name in ("payment_type", "origin"))
+_STATEMENT_ENUMS = tuple(STATEMENT_FIELDS.index(name) for name in ("payment_type", "event_type"))
 
 
-def statement_row(rec: records.StatementRow, batch_id: int | None, line_no: int | None) -> tuple:
-    return (*(plain(getattr(rec, name)) for name in STATEMENT_FIELDS), batch_id, line_no)
+def receipt_row(rec: records.Receipt, tz: tzinfo, batch_id: int | None, line_no: int | None) -> list[Any]:
+    """The values of RECEIPT_INSERT_COLUMNS for one receipt."""
+    values = list(_RECEIPT_VALUES(rec))
+    for i in _RECEIPT_ENUMS:
+        values[i] = values[i].value
+    values += (rec.local_date(tz), False, batch_id, line_no)
+    return values
+
+
+def statement_row(rec: records.StatementRow, batch_id: int | None, line_no: int | None) -> list[Any]:
+    """The values of STATEMENT_INSERT_COLUMNS for one retorno row."""
+    values = list(_STATEMENT_VALUES(rec))
+    for i in _STATEMENT_ENUMS:
+        values[i] = values[i].value
+    values += (batch_id, line_no)
+    return values
 
 
 # --- insert-or-ignore --------------------------------------------------------------------------
@@ -208,7 +225,12 @@ def _where_codes(table: sa.Table, codes: Sequence[str] | None) -> Any:
 
 
 def _fetch_batches(
-    conn: Connection, table: sa.Table, columns: Sequence[str], codes: Sequence[str] | None, tz: tzinfo
+    conn: Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    codes: Sequence[str] | None,
+    tz: tzinfo,
+    stream: bool,
 ) -> Iterator[list[tuple]]:
     """Rows of `columns`, datetimes in `tz`, in batches."""
     if is_postgres(conn):
@@ -220,8 +242,16 @@ def _fetch_batches(
         if codes is not None:
             sql += " WHERE establishment_code = ANY(%s)"
             params = (list(codes),)
-        with driver.cursor(name=f"recon_fetch_{table.name}", binary=True) as cur:
-            cur.itersize = FETCH_BATCH
+        # A client-side cursor is faster (no round trip per batch) but holds the whole result in
+        # libpq's memory: only for chunks known to be small.
+        cursor = (
+            driver.cursor(name=f"recon_fetch_{table.name}", binary=True)
+            if stream
+            else driver.cursor(binary=True)
+        )
+        with cursor as cur:
+            if stream:
+                cur.itersize = FETCH_BATCH
             cur.execute(sql, params)
             while batch := cur.fetchmany(FETCH_BATCH):
                 yield batch
@@ -240,20 +270,22 @@ def _fetch_batches(
         yield batch
 
 
-def load_receipts(conn: Connection, codes: Sequence[str] | None, tz: tzinfo) -> list[records.Receipt]:
+def load_receipts(
+    conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
+) -> list[records.Receipt]:
     make = _RECEIPT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, origin=_ORIGINS, days=_Interner())
     out: list[records.Receipt] = []
-    for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz):
+    for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz, stream):
         out.extend([make(row) for row in batch])
     return out
 
 
 def load_statement_rows(
-    conn: Connection, codes: Sequence[str] | None, tz: tzinfo
+    conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
 ) -> list[records.StatementRow]:
     make = _STATEMENT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, event=_EVENT_TYPES, days=_Interner())
     out: list[records.StatementRow] = []
-    for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz):
+    for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz, stream):
         out.extend([make(row) for row in batch])
     return out
 
@@ -269,6 +301,8 @@ def receipt_from_values(values: Sequence[Any], tz: tzinfo) -> records.Receipt:
 
 ResultTail = tuple[str, str, str, str]  # (status, divergences, counterpart_ids, rule)
 ResultRow = tuple[str, str, str, ResultTail]  # (kind, record_key, establishment_code, tail)
+# (kind, establishment_code, record keys, their tails): the new results of one establishment.
+ResultBlock = tuple[str, str, list[str], list[ResultTail]]
 RESULT_TAIL_COLUMNS = ("status", "divergences", "counterpart_ids", "rule")
 
 
@@ -278,52 +312,60 @@ def _copy_text(value: str) -> str:
     return value
 
 
-def load_results(conn: Connection, codes: Sequence[str] | None) -> dict[str, dict[str, ResultTail]]:
+def load_results(
+    conn: Connection, codes: Sequence[str] | None, *, stream: bool = True
+) -> dict[str, dict[str, ResultTail]]:
     """The stored results of the establishments, by kind then record key."""
-    table = Result.__table__
     out: dict[str, dict[str, ResultTail]] = {k.value: {} for k in records.Kind}
     shared = _Interner()
-    stmt = sa.select(
-        table.c.kind,
-        table.c.record_key,
-        table.c.status,
-        table.c.divergences,
-        table.c.counterpart_ids,
-        table.c.rule,
-    ).where(_where_codes(table, codes))
-    for partition in conn.execute(stmt, execution_options={"yield_per": FETCH_BATCH}).partitions():
-        for kind, key, status, divs, counterparts, rule in partition:
+    columns = ("kind", "record_key", *RESULT_TAIL_COLUMNS)
+    for batch in _fetch_batches(conn, Result.__table__, columns, codes, UTC, stream):
+        for kind, key, status, divs, counterparts, rule in batch:
             out[shared[kind]][key] = (shared[status], shared[divs], counterparts, shared[rule])
     return out
 
 
+def _tail_text(tail: ResultTail, run_id: int) -> str:
+    status, divs, counterparts, rule = tail
+    return f"{status}\t{_copy_text(divs)}\t{_copy_text(counterparts)}\t{_copy_text(rule)}\t{run_id}\n"
+
+
+def _needs_escape(text: str) -> bool:
+    return "\\" in text or "\t" in text or "\n" in text or "\r" in text
+
+
 def _copy_lines(rows: Iterable[ResultRow], run_id: int) -> Iterator[str]:
-    """COPY text for `RESULT_INSERT_COLUMNS`; shared tails and codes are formatted once."""
-    # Keyed by id(); the tuple is kept in the value so that its id is never reused meanwhile.
-    tails: dict[int, tuple[ResultTail, str]] = {}
-    codes: dict[str, str] = {}
-    buffer: list[str] = []
-    append = buffer.append
-    for kind, key, est, tail in rows:
-        cached = tails.get(id(tail))
-        if cached is None:
-            status, divs, counterparts, rule = tail
-            cached = tails[id(tail)] = (
-                tail,
-                f"{status}\t{_copy_text(divs)}\t{_copy_text(counterparts)}\t{_copy_text(rule)}\t{run_id}\n",
-            )
-        text = cached[1]
-        code = codes.get(est)
-        if code is None:
-            code = codes[est] = _copy_text(est)
-        if "\\" in key or "\t" in key or "\n" in key or "\r" in key:
-            key = _copy_text(key)
-        append(f"{kind}\t{key}\t{code}\t{text}")
-        if len(buffer) >= 20_000:
-            yield "".join(buffer)
-            buffer.clear()
-    if buffer:
-        yield "".join(buffer)
+    """COPY text for `RESULT_INSERT_COLUMNS`, one row at a time (the few updated rows)."""
+    for batch in _batched(rows, 20_000):
+        yield "".join(
+            f"{kind}\t{_copy_text(key)}\t{_copy_text(est)}\t{_tail_text(tail, run_id)}"
+            for kind, key, est, tail in batch
+        )
+
+
+def _block_text(block: ResultBlock, run_id: int) -> str:
+    """COPY text of one block: kind and establishment formatted once, each shared tail once."""
+    kind, code, keys, tails = block
+    if _needs_escape("".join(keys)):
+        keys = [_copy_text(k) for k in keys]
+    head = f"{kind}\t"
+    code_text = f"\t{_copy_text(code)}\t"
+    # Keyed by id(): the block's list keeps every tail alive, so no id is reused meanwhile.
+    texts: dict[int, str] = {}
+    lines: list[str] = []
+    append = lines.append
+    for key, tail in zip(keys, tails, strict=True):
+        text = texts.get(id(tail))
+        if text is None:
+            text = texts[id(tail)] = code_text + _tail_text(tail, run_id)
+        append(head + key + text)
+    return "".join(lines)
+
+
+def _block_rows(blocks: Iterable[ResultBlock]) -> Iterator[ResultRow]:
+    for kind, code, keys, tails in blocks:
+        for key, tail in zip(keys, tails, strict=True):
+            yield kind, key, code, tail
 
 
 def _as_dicts(rows: Iterable[ResultRow], run_id: int) -> Iterator[dict[str, Any]]:
@@ -351,19 +393,21 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def insert_results(conn: Connection, rows: Iterable[ResultRow], run_id: int) -> int:
-    """Insert results for records that have none yet."""
+def insert_results(conn: Connection, blocks: Iterable[ResultBlock], run_id: int) -> int:
+    """Insert results for records that have none yet, given as blocks `(kind, establishment_code,
+    record_keys, tails)`; streamed to PostgreSQL while the next blocks are computed."""
     count = 0
     if is_postgres(conn):
         driver = driver_connection(conn)
         columns = ", ".join(RESULT_INSERT_COLUMNS)
         with driver.cursor() as cur, cur.copy(f"COPY recon_result ({columns}) FROM STDIN") as copy:
-            for chunk in _copy_lines(rows, run_id):
-                copy.write(chunk)
-                count += chunk.count("\n")
+            for block in blocks:
+                if block[2]:
+                    copy.write(_block_text(block, run_id))
+                    count += len(block[2])
         return count
     stmt = sa.insert(Result.__table__)
-    for batch in _batched(_as_dicts(rows, run_id), SQLITE_BATCH):
+    for batch in _batched(_as_dicts(_block_rows(blocks), run_id), SQLITE_BATCH):
         conn.execute(stmt, batch)
         count += len(batch)
     return count

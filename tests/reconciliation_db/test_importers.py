@@ -205,3 +205,19 @@ def test_failure_in_the_middle_of_a_file_changes_nothing(
         "recon_import_error": 0,
         "recon_result": 0,
     }
+
+
+def test_a_big_import_refreshes_the_planner_statistics(
+    pg_app: Flask, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from reconciliation import importers
+
+    monkeypatch.setattr(importers, "ANALYZE_AFTER", 5)
+    path = write_csv(tmp_path / "vendas.csv", SALES_COLUMNS, [sale(str(i)) for i in range(1, 8)])
+    result = pg_app.test_cli_runner().invoke(args=["recon", "import-sales", str(path)])
+    assert result.exit_code == 0, result.output
+    with pg_app.app_context():
+        reltuples = db.session().scalar(
+            sa.text("SELECT reltuples FROM pg_class WHERE relname = 'recon_receipt'")
+        )
+        assert reltuples == 7
