@@ -118,7 +118,11 @@ class EstablishmentCode(Base):
 
 class Ticket(Base):
     __tablename__ = "ticket"
-    __table_args__ = (Index("ix_ticket_status_created_at", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_ticket_status_created_at", "status", "created_at"),
+        # "my tickets", oldest first: the agent's own queue without scanning everyone's
+        Index("ix_ticket_assignee_status_created_at", "assignee_id", "status", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(String(20), unique=True)

@@ -6,8 +6,8 @@ Other packages extend the ticket page through the registry re-exported here
 (`register_timeline_source`, `register_ticket_panel`, `register_nav_item`).
 
 CSRF: every POST/PUT/PATCH/DELETE outside `/api/` must carry the session's token (form field
-`csrf_token` or header `X-CSRFToken`). The JSON API (blueprint "api", bearer tokens) is exempt by
-name and by path, whether it is registered before or after this module.
+`csrf_token` or header `X-CSRFToken`). The JSON API (blueprint "api" or "api_v1", bearer tokens) is
+exempt by name and by path, whether it is registered before or after this module.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 STEP_NAMES = {key.value: label for key, label in STEP_LABELS.items()}
-API_BLUEPRINT = "api"
+API_BLUEPRINTS = frozenset({"api", "api_v1"})
 API_PREFIX = "/api/"
 csrf = CSRFProtect()
 
@@ -77,12 +77,8 @@ SECURITY_HEADERS = {
 
 
 def is_api_request() -> bool:
-    blueprint = request.blueprint or ""
-    return (
-        blueprint == API_BLUEPRINT
-        or blueprint.startswith(API_BLUEPRINT + ".")
-        or request.path.startswith(API_PREFIX)
-    )
+    blueprint = (request.blueprint or "").split(".", 1)[0]
+    return blueprint in API_BLUEPRINTS or request.path.startswith(API_PREFIX)
 
 
 def _csrf_before_request() -> None:
@@ -90,7 +86,7 @@ def _csrf_before_request() -> None:
         return
     if request.endpoint is None or is_api_request():
         return
-    csrf.protect()
+    csrf.protect(apply_exemptions=True)  # also honours csrf.exempt(...) made by other packages
 
 
 def _security_headers(response: Response) -> Response:

@@ -111,5 +111,6 @@ def logout() -> ResponseReturnValue:
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))  # a working day from sign-in
+    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", False)  # no new cookie on every page view
     login_manager.init_app(app)

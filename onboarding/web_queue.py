@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from onboarding import db, services
 from onboarding.models import Role, StepKey, Ticket, TicketStatus
-from onboarding.queries import Page, TicketFilter, list_tickets, page_args
+from onboarding.queries import Page, TicketFilter, establishment_codes_for, list_tickets, page_args
 from onboarding.web_billing import billing_queue
 from onboarding.web_common import AGENT_ROLES, actor, bp, require_roles, run_action
 from onboarding.web_devtasks import dev_queue
@@ -18,6 +18,8 @@ from onboarding.web_timeline import step_label
 from onboarding.work_queues import assignable_agents
 
 STATUS_CHOICES = (("open", "Abertos"), ("closed", "Encerrados"), ("all", "Todos"))
+SORT_CHOICES = (("oldest", "Mais antigos primeiro"), ("newest", "Mais recentes primeiro"))
+COUNT_LIMIT = 1000  # beyond this the queue says "mais de 1.000": nobody pages that far
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class QueueArgs:
     step: str
     assignee: str  # "", "me" or a user id
     q: str
+    sort: str
     page: int
     per_page: int
 
@@ -40,6 +43,7 @@ class QueueArgs:
             step=step if step in {k.value for k in StepKey} else "",
             assignee=(args.get("assignee") or "").strip(),
             q=(args.get("q") or "").strip()[:100],
+            sort="newest" if args.get("sort") == "newest" else "oldest",
             page=page,
             per_page=per_page,
         )
@@ -78,12 +82,22 @@ def home() -> ResponseReturnValue:
 def ticket_queue() -> ResponseReturnValue:
     args = QueueArgs.from_request()
     session = db.session()
-    page: Page[Ticket] = list_tickets(session, args.ticket_filter(), args.page, args.per_page)
+    page: Page[Ticket] = list_tickets(
+        session,
+        args.ticket_filter(),
+        args.page,
+        args.per_page,
+        newest_first=args.sort == "newest",
+        count_limit=COUNT_LIMIT,
+        lean=True,
+    )
     return render_template(
         "onboarding/queue.html",
         page=page,
+        codes=establishment_codes_for(session, (t.customer_id for t in page.items)),
         args=args,
         statuses=STATUS_CHOICES,
+        sorts=SORT_CHOICES,
         steps=[(k.value, step_label(k)) for k in StepKey],
         agents=assignable_agents(session),
         closed=TicketStatus.CLOSED.value,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -67,11 +70,28 @@ def users_by_id(db: Session, ids: Iterable[int | None]) -> dict[int, User]:
     return {u.id: u for u in db.scalars(select(User).where(User.id.in_(wanted)))}
 
 
-def assignable_agents(db: Session) -> list[User]:
-    return list(
-        db.scalars(
-            select(User)
-            .where(User.active.is_(True), User.role.in_(["agent", "admin"]))
-            .order_by(User.name, User.email)
-        )
-    )
+class AgentChoice(NamedTuple):
+    id: int
+    email: str
+    display_name: str
+
+
+AGENT_CACHE_SECONDS = 10.0
+
+
+def assignable_agents(db: Session) -> list[AgentChoice]:
+    """Active agents and admins, by name. Every queue page shows them, and they change rarely: the
+    list is kept per app for a few seconds instead of being asked on every request."""
+    cache = current_app.extensions.setdefault("web_agent_choices", {})
+    now = time.monotonic()
+    cached = cache.get("agents")
+    if cached is not None and cached[0] > now:
+        return cached[1]  # type: ignore[no-any-return]
+    rows = db.execute(
+        select(User.id, User.email, User.name)
+        .where(User.active.is_(True), User.role.in_(["agent", "admin"]))
+        .order_by(User.name, User.email)
+    ).all()
+    agents = [AgentChoice(row.id, row.email, row.name or row.email) for row in rows]
+    cache["agents"] = (now + AGENT_CACHE_SECONDS, agents)
+    return agents

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 
@@ -81,18 +82,27 @@ def test_api_blueprint_is_exempt_by_name_and_path() -> None:
     by_path.add_url_rule("/ping", "ping", lambda: "ok", methods=["POST"])
     plain = Blueprint("plain", __name__)
     plain.add_url_rule("/ping", "ping", lambda: "ok", methods=["POST"])
-    for blueprint in (by_name, by_path, plain):
+    webhook = Blueprint("webhook", __name__, url_prefix="/hook")  # exempted the Flask-WTF way
+    webhook.add_url_rule("/ping", "ping", lambda: "ok", methods=["POST"])
+    views.csrf.exempt(webhook)
+    for blueprint in (by_name, by_path, plain, webhook):
         bare.register_blueprint(blueprint)
     views.init_app(bare)
     client = bare.test_client()
     assert client.post("/v1-probe/ping").status_code == 200
     assert client.post("/api/v9/ping").status_code == 200
+    assert client.post("/hook/ping").status_code == 200
     refused = client.post("/ping")
     assert refused.status_code == 400 and "proteção CSRF" in text(refused)
 
 
 def test_real_api_routes_do_not_ask_for_csrf(app: Flask, client: FlaskClient) -> None:
-    for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/") and "POST" in (rule.methods or set()):
-            url = app.url_map.bind("localhost").build(rule.endpoint, dict.fromkeys(rule.arguments, 1))
-            assert "proteção CSRF" not in text(client.post(url, json={})), rule.rule
+    api_rules = [
+        r for r in app.url_map.iter_rules() if r.rule.startswith("/api/") and "POST" in (r.methods or ())
+    ]
+    if not api_rules:
+        pytest.skip("no /api/ POST route in this build yet (the exemption itself is tested above)")
+    adapter = app.url_map.bind("localhost")
+    for rule in api_rules:
+        url = adapter.build(rule.endpoint, dict.fromkeys(rule.arguments, 1))
+        assert "proteção CSRF" not in text(client.post(url, json={})), rule.rule

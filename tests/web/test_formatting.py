@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from flask import Flask
 
-from onboarding.formatting import age_br, cnpj, date_br, datetime_br, money_br
+from onboarding.formatting import age_br, cnpj, date_br, datetime_br, money_br, number_br
 
 
 def test_money_br() -> None:
@@ -40,6 +40,15 @@ def test_cnpj_and_age() -> None:
     assert age_br(now - timedelta(days=3, hours=2), now) == "3 dias"
     assert age_br(now - timedelta(hours=5), now) == "5 horas"
     assert age_br(now - timedelta(seconds=10), now) == "agora"
+    assert age_br(now - timedelta(minutes=1), now) == "1 minuto"
+    assert age_br(now - timedelta(days=1, hours=23), now) == "1 dia"
+    assert age_br(now - timedelta(days=65), now) == "2 meses"
+    assert age_br(now - timedelta(days=400), now) == "1 ano"
+
+
+def test_number_br() -> None:
+    assert number_br(1234567) == "1.234.567"
+    assert number_br(0) == "0" and number_br(None) == ""
 
 
 def test_filters_are_registered_for_every_template(app: Flask) -> None:

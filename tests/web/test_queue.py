@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from onboarding import services
+from onboarding import services, web_queue
 from onboarding.db import utcnow
 from onboarding.models import Ticket, User
 from tests.onboarding.helpers import VALID_CNPJ, advance_to, make_users, open_ticket
@@ -127,3 +127,23 @@ def test_queue_is_paged(app: Flask, client: FlaskClient) -> None:
     assert len(first) == 25 and len(second) == 5 and not set(first) & set(second)
     assert "Página 2 de 2" in text(second_page) and "30 chamados" in text(second_page)
     assert 'href="/tickets?per_page=25&amp;page=1"' in text(second_page)
+
+
+def test_newest_first_and_literal_wildcards(client: FlaskClient, tickets: dict[str, str]) -> None:
+    login_as(client, "agent")
+    assert numbers(client, "/tickets?sort=newest") == [tickets["third"], tickets["second"], tickets["first"]]
+    assert numbers(client, "/tickets?q=%25") == []  # a typed % is a percent sign, not "anything"
+    assert numbers(client, "/tickets?q=_") == []
+
+
+def test_count_stops_at_the_limit(
+    client: FlaskClient, tickets: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_queue, "COUNT_LIMIT", 2)
+    login_as(client, "agent")
+    first = client.get("/tickets?per_page=2")
+    assert "mais de 2 chamados" in text(first) and "<span>Página 1</span>" in text(first)
+    assert 'rel="next"' in text(first)  # there may be more: the next page stays reachable
+    last = client.get("/tickets?per_page=2&page=2")
+    assert NUMBERS.findall(text(last)) == [tickets["third"]]
+    assert "3 chamados" in text(last) and "Página 2 de 2" in text(last)  # the last page knows the total
