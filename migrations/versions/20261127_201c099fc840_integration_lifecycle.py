@@ -1,9 +1,10 @@
 """integration lifecycle: integrations, exchanged files, sync passes, divergence triage
 
-Also joins the two heads of the branches it builds on (outbound mail, reconciliation schema).
+Also joins the heads of the branches it builds on (outbound mail, reconciliation schema, ticket search
+indexes).
 
 Revision ID: 201c099fc840
-Revises: 8f91e0097d22, e7b6d686035b
+Revises: 8f91e0097d22, e7b6d686035b, 3c1f0a9e7b21
 Create Date: 2026-11-27 23:00:17.878828
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import onboarding.db
 
 
 revision = '201c099fc840'
-down_revision = ('8f91e0097d22', 'e7b6d686035b')
+down_revision = ('8f91e0097d22', 'e7b6d686035b', '3c1f0a9e7b21')
 branch_labels = None
 depends_on = None
 
