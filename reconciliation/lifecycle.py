@@ -580,16 +580,21 @@ def _run_reconciliations(plan: _Plan, outcome: SyncOutcome, as_of: date, conf: e
             if integration.first_run_id is None:
                 integration.first_run_id = outcome.run_ids[-1]
                 integration.first_run_at = now
+        # The run whose results are stored now (possibly made outside this cycle, e.g. `recon run`).
+        current_run = db.scalar(
+            sa.select(sa.func.max(Establishment.result_run_id)).where(Establishment.code.in_(plan.codes))
+        )
         validation = (
             integration.validation_run_id is None
             and not outcome.skipped
-            and integration.last_run_id is not None
+            and integration.first_run_id is not None
+            and current_run is not None
             and _has_retorno(db, plan.codes, integration.start_date)
         )
         if validation:
-            integration.validation_run_id = integration.last_run_id
+            integration.validation_run_id = current_run
             integration.validation_run_at = now
-            outcome.validation_run_id = integration.last_run_id
+            outcome.validation_run_id = current_run
         if outcome.run_ids or validation:
             triage.refresh(db, integration, validation=validation)
 

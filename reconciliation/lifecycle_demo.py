@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,15 @@ def seed() -> dict[str, Any]:
         faults=(synth.MISSING_AUTHORIZATION, synth.DUPLICATE_RECEIPT),
         tz=conf.tz,
     )
+    # The ERP's own ids: unique across the whole desk, whatever other demo data exists.
+    receipts = [replace(r, sale_id=f"SL-{r.sale_id}") for r in data.receipts]
     with tempfile.TemporaryDirectory(prefix="demo-vendas-") as folder:
         path = Path(folder) / "recebimento-cartoes-demo.csv"
         text = io.StringIO(newline="")
-        csvformat.write_receipts_csv(data.receipts, text, delimiter=";")
+        csvformat.write_receipts_csv(receipts, text, delimiter=";")
         path.write_text(text.getvalue(), encoding="utf-8")
         with db.session_scope() as session:
-            importers.import_sales_file(session, path, tz=conf.tz, source="demo")
+            report = importers.import_sales_file(session, path, tz=conf.tz, source="demo")
 
     with db.session_scope() as session:  # the developer's part; the commit runs the first pass
         developer = session.get(User, developer_id)
@@ -133,7 +136,7 @@ def seed() -> dict[str, Any]:
         number = services.get_ticket(session, ticket_id).number
     return {
         "integration": number,
-        "receipts": len(data.receipts),
+        "receipts": report.inserted,
         "divergences": counts["validation_total"],
         "triaged": triaged,
         "corrections": corrected,

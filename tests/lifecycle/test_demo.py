@@ -10,8 +10,8 @@ from flask import Flask
 
 from onboarding import db
 from onboarding.models import Customer, StepKey, Ticket
-from reconciliation.lifecycle_demo import DEMO_CNPJ
 from reconciliation.integration_models import DivergenceTriage, Integration
+from reconciliation.lifecycle_demo import DEMO_CNPJ
 from reconciliation.models import StoredReceipt
 
 
@@ -19,7 +19,7 @@ def test_demo_seed_runs_an_integration_and_is_idempotent(app: Flask, runner: Any
     first = runner.invoke(args=["demo", "seed"])
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output.strip().splitlines()[-1])["reconciliation"]["integration"]
-    assert summary["receipts"] > 50 and summary["divergences"] > 0 and summary["corrections"] == 1
+    assert summary["receipts"] > 100 and summary["divergences"] > 0 and summary["corrections"] == 1
     with app.app_context():
         session = db.session()
         ticket = session.scalars(sa.select(Ticket).join(Customer).where(Customer.cnpj == DEMO_CNPJ)).one()
