@@ -47,6 +47,10 @@ class ExchangeError(Exception):
     """The exchange with the integrator failed; `str()` is a pt-BR reason fit for the screens."""
 
 
+class FileTooLarge(ExchangeError):
+    """A retorno file over MAX_RETORNO_BYTES: set aside, never read into memory."""
+
+
 class HostKeyError(ExchangeError):
     """The SFTP server did not present the host key configured for it."""
 
@@ -156,7 +160,7 @@ class FolderTransport:
         path = self.inbox / _safe_name(name)
         try:
             if path.stat().st_size > MAX_RETORNO_BYTES:
-                raise ExchangeError(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
+                raise FileTooLarge(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
             return path.read_bytes()
         except OSError as error:
             raise ExchangeError(f"não foi possível ler {path}: {error.strerror or error}") from None
@@ -398,7 +402,7 @@ class SftpTransport:
         path = posixpath.join(self.settings.inbox_dir, _safe_name(name))
         try:
             if (self._sftp.stat(path).st_size or 0) > MAX_RETORNO_BYTES:
-                raise ExchangeError(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
+                raise FileTooLarge(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
             buffer = io.BytesIO()
             self._sftp.getfo(path, buffer)
             return buffer.getvalue()

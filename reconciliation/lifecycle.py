@@ -386,16 +386,45 @@ def _poll_inbox(adapter: exchange.IntegratorAdapter, outcome: SyncOutcome, conf:
         if not acquired:
             return  # another pass is reading this inbox; its imports mark our establishments stale
         for name in adapter.pending_retornos():
-            retorno = adapter.fetch_retorno(name)
-            rejected = _import_retorno(adapter.endpoint, retorno, outcome.integration_id, conf)
-            adapter.archive(name, rejected=rejected)
-            (outcome.rejected if rejected else outcome.retornos).append(name)
+            try:
+                retorno = adapter.fetch_retorno(name)
+            except exchange.FileTooLarge as error:
+                _record_rejected(adapter.endpoint, name, outcome.integration_id, str(error))
+                adapter.archive(name, rejected=True)
+                outcome.rejected.append(name)
+                continue
+            result = _import_retorno(adapter.endpoint, retorno, outcome.integration_id, conf)
+            adapter.archive(name, rejected=result == REJECTED)
+            if result == REJECTED:
+                outcome.rejected.append(name)
+            elif result == IMPORTED:
+                outcome.retornos.append(name)
+
+
+IMPORTED, ALREADY_HANDLED, REJECTED = "imported", "already_handled", "rejected"
+
+
+def _record_rejected(endpoint: str, name: str, integration_id: int, reason: str, **fields: Any) -> None:
+    with desk_db.session_scope() as db:
+        db.add(
+            ExchangeFile(
+                endpoint=endpoint,
+                direction="retorno",
+                name=name,
+                sha256=fields.get("sha256", ""),
+                size=fields.get("size", 0),
+                integration_id=integration_id,
+                status="rejected",
+                error=reason,
+            )
+        )
 
 
 def _import_retorno(
     endpoint: str, retorno: exchange.Retorno, integration_id: int, conf: engine.Settings
-) -> bool:
-    """Import one file; True when it had to be rejected as a whole (recorded with its reason)."""
+) -> str:
+    """Import one file once: IMPORTED, ALREADY_HANDLED (seen before: only the archive step was
+    missing) or REJECTED (unreadable as a whole; recorded with its reason, nothing imported)."""
     with desk_db.session_scope() as db:
         seen = db.scalars(
             sa.select(ExchangeFile.id).where(
@@ -406,7 +435,7 @@ def _import_retorno(
             )
         ).first()
         if seen is not None:
-            return False  # handled before; the archive step was interrupted
+            return ALREADY_HANDLED
     with tempfile.TemporaryDirectory(prefix="retorno-") as folder:
         path = Path(folder) / retorno.name
         path.write_bytes(retorno.csv)
@@ -439,22 +468,17 @@ def _import_retorno(
                         .values(last_retorno_at=clock.now())
                         .where(Integration.id.in_(_integrations_with_codes(db, codes)))
                     )
-            return False
+            return IMPORTED
         except importers.ImportFileError as error:
-            with desk_db.session_scope() as db:
-                db.add(
-                    ExchangeFile(
-                        endpoint=endpoint,
-                        direction="retorno",
-                        name=retorno.name,
-                        sha256=retorno.raw_sha256,
-                        size=retorno.size,
-                        integration_id=integration_id,
-                        status="rejected",
-                        error=error.message,
-                    )
-                )
-            return True
+            _record_rejected(
+                endpoint,
+                retorno.name,
+                integration_id,
+                error.message,
+                sha256=retorno.raw_sha256,
+                size=retorno.size,
+            )
+            return REJECTED
 
 
 def _codes_of_batch(db: Session, batch_id: int | None) -> list[str]:
