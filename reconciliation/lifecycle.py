@@ -98,6 +98,12 @@ def clean_settings(transport: str, settings: dict[str, Any] | None) -> dict[str,
     if transport == TransportKind.FOLDER:
         return {}
     if transport == TransportKind.SFTP:
+        unknown = sorted(set(data) - set(exchange.SftpSettings.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(
+                "invalid_transport_settings",
+                f"Configuração SFTP com campos desconhecidos: {', '.join(unknown)}.",
+            )
         try:
             return exchange.SftpSettings.from_dict(data).as_dict()
         except exchange.ExchangeError as error:

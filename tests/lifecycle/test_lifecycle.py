@@ -69,6 +69,10 @@ def test_configuration_refuses_secrets_and_bad_settings_and_changes_nothing(
         attempts: list[tuple[dict[str, Any], str]] = [
             ({"transport": "sftp", "settings": {**sftp, "password": "hunter2"}}, "secret_in_settings"),
             ({"transport": "sftp", "settings": {"host": "h"}}, "invalid_transport_settings"),
+            (
+                {"transport": "sftp", "settings": {**sftp, "key_file": "/k", "hots": "x"}},
+                "invalid_transport_settings",
+            ),
             ({"transport": "ftp"}, "invalid_transport"),
             ({"remessa_time": "25:99"}, "invalid_remessa_time"),
             ({"establishment_codes": []}, "missing_establishment_code"),

@@ -267,7 +267,7 @@ def test_developer_configures_the_integration_agents_cannot(
             "establishment_codes": f"{CODE}, 2030405060",
             "host": "sftp.boavista.example",
             "username": "vetor",
-            "host_key": "ssh-ed25519 AAAAC3Nza",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5",
             "password_env": "BOAVISTA_SFTP_PASSWORD",
             "remessa_time": "05:30",
         },
