@@ -25,16 +25,22 @@ def _init_lifecycle(app: Flask) -> None:
     from mail_ingest.templates import add_context_provider
     from onboarding import services
     from onboarding.models import StepKey
-    from reconciliation import lifecycle, views
+    from onboarding.views import register_timeline_source
+    from reconciliation import lifecycle, timeline, views
 
     services.add_step_guard(StepKey.VALIDATION, lifecycle.validation_guard)
     services.on_dev_task_returned(lifecycle.on_task_returned)
     add_context_provider(lifecycle.mail_problems)
+    register_timeline_source(timeline.integration_timeline)
     views.init_app(app)
 
 
 def seed_demo() -> dict[str, object]:
-    """`demo seed`: a customer with a living integration (see reconciliation.demo)."""
-    from reconciliation.demo import seed
+    """Demo sales and retorno for `demo seed`, reconciled; and a customer whose integration lives
+    (configured, returned, answered by the simulated integrator, partly triaged, one correction)."""
+    from reconciliation.demo import seed_demo as seed
+    from reconciliation.lifecycle_demo import seed as seed_integration
 
-    return seed()
+    summary = seed()
+    summary["integration"] = seed_integration()
+    return summary

@@ -47,6 +47,10 @@ class ExchangeError(Exception):
     """The exchange with the integrator failed; `str()` is a pt-BR reason fit for the screens."""
 
 
+class FileTooLarge(ExchangeError):
+    """A retorno file over MAX_RETORNO_BYTES: set aside, never read into memory."""
+
+
 class HostKeyError(ExchangeError):
     """The SFTP server did not present the host key configured for it."""
 
@@ -156,7 +160,7 @@ class FolderTransport:
         path = self.inbox / _safe_name(name)
         try:
             if path.stat().st_size > MAX_RETORNO_BYTES:
-                raise ExchangeError(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
+                raise FileTooLarge(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
             return path.read_bytes()
         except OSError as error:
             raise ExchangeError(f"não foi possível ler {path}: {error.strerror or error}") from None
@@ -229,7 +233,7 @@ class SftpSettings:
             port=port,
             outbox_dir=str(data.get("outbox_dir") or OUTBOX).strip(),
             inbox_dir=str(data.get("inbox_dir") or INBOX).strip(),
-            host_key=" ".join(str(data.get("host_key") or "").split()),
+            host_key=_public_key_line(str(data.get("host_key") or "")),
             known_hosts_file=str(data.get("known_hosts_file") or "").strip(),
             key_file=str(data.get("key_file") or "").strip(),
             password_env=str(data.get("password_env") or "").strip(),
@@ -247,7 +251,7 @@ class SftpSettings:
             problems.append("porta SFTP fora do intervalo 1-65535")
         if not self.host_key and not self.known_hosts_file:
             problems.append("informe a chave pública do servidor ou um arquivo known_hosts")
-        if self.host_key and len(self.host_key.split()) < 2:
+        if self.host_key and not _valid_public_key(self.host_key):
             problems.append("chave do servidor deve ter o formato 'tipo base64', ex.: ssh-ed25519 AAAA…")
         if not self.key_file and not self.password_env:
             problems.append("informe a chave privada ou a variável de ambiente com a senha")
@@ -271,6 +275,28 @@ class SftpSettings:
             "key_file": self.key_file,
             "password_env": self.password_env,
         }
+
+
+KEY_TYPES = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)$")
+
+
+def _public_key_line(text: str) -> str:
+    """ "type base64", also from a whole known_hosts line ("host type base64 comment")."""
+    tokens = text.split()
+    if len(tokens) >= 3 and not KEY_TYPES.match(tokens[0]) and KEY_TYPES.match(tokens[1]):
+        tokens = tokens[1:]
+    return " ".join(tokens[:2])
+
+
+def _valid_public_key(line: str) -> bool:
+    parts = line.split()
+    if len(parts) != 2 or not KEY_TYPES.match(parts[0]):
+        return False
+    try:
+        base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 class SftpTransport:
@@ -398,7 +424,7 @@ class SftpTransport:
         path = posixpath.join(self.settings.inbox_dir, _safe_name(name))
         try:
             if (self._sftp.stat(path).st_size or 0) > MAX_RETORNO_BYTES:
-                raise ExchangeError(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
+                raise FileTooLarge(f"{name}: arquivo maior que {MAX_RETORNO_BYTES // (1024 * 1024)} MB")
             buffer = io.BytesIO()
             self._sftp.getfo(path, buffer)
             return buffer.getvalue()

@@ -98,6 +98,12 @@ def clean_settings(transport: str, settings: dict[str, Any] | None) -> dict[str,
     if transport == TransportKind.FOLDER:
         return {}
     if transport == TransportKind.SFTP:
+        unknown = sorted(set(data) - set(exchange.SftpSettings.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(
+                "invalid_transport_settings",
+                f"Configuração SFTP com campos desconhecidos: {', '.join(unknown)}.",
+            )
         try:
             return exchange.SftpSettings.from_dict(data).as_dict()
         except exchange.ExchangeError as error:
@@ -160,10 +166,9 @@ def configure_integration(
         actor,
         "recon.integration_configured",
         integration,
-        ticket_id=ticket.id,
         before=before,
-        after=_config_state(integration),
-    )
+        after={**_config_state(integration), "ticket_id": ticket.id},
+    )  # shown on the ticket's timeline by reconciliation.timeline, in pt-BR
     return integration
 
 
@@ -207,6 +212,12 @@ def first_run(integration_id: int) -> dict[str, Any]:
 @job
 def sync_job(integration_id: int, trigger: str = "manual") -> dict[str, Any]:
     return sync_integration(integration_id, trigger=trigger).summary()
+
+
+@job
+def rerun_job(integration_id: int) -> dict[str, Any]:
+    """After a correction: reconcile again now (the remessa keeps its daily time)."""
+    return sync_integration(integration_id, trigger="correction", remessa=False).summary()
 
 
 def request_sync(db: Session, actor: User | None, integration_id: int) -> Integration:
@@ -381,16 +392,45 @@ def _poll_inbox(adapter: exchange.IntegratorAdapter, outcome: SyncOutcome, conf:
         if not acquired:
             return  # another pass is reading this inbox; its imports mark our establishments stale
         for name in adapter.pending_retornos():
-            retorno = adapter.fetch_retorno(name)
-            rejected = _import_retorno(adapter.endpoint, retorno, outcome.integration_id, conf)
-            adapter.archive(name, rejected=rejected)
-            (outcome.rejected if rejected else outcome.retornos).append(name)
+            try:
+                retorno = adapter.fetch_retorno(name)
+            except exchange.FileTooLarge as error:
+                _record_rejected(adapter.endpoint, name, outcome.integration_id, str(error))
+                adapter.archive(name, rejected=True)
+                outcome.rejected.append(name)
+                continue
+            result = _import_retorno(adapter.endpoint, retorno, outcome.integration_id, conf)
+            adapter.archive(name, rejected=result == REJECTED)
+            if result == REJECTED:
+                outcome.rejected.append(name)
+            elif result == IMPORTED:
+                outcome.retornos.append(name)
+
+
+IMPORTED, ALREADY_HANDLED, REJECTED = "imported", "already_handled", "rejected"
+
+
+def _record_rejected(endpoint: str, name: str, integration_id: int, reason: str, **fields: Any) -> None:
+    with desk_db.session_scope() as db:
+        db.add(
+            ExchangeFile(
+                endpoint=endpoint,
+                direction="retorno",
+                name=name,
+                sha256=fields.get("sha256", ""),
+                size=fields.get("size", 0),
+                integration_id=integration_id,
+                status="rejected",
+                error=reason,
+            )
+        )
 
 
 def _import_retorno(
     endpoint: str, retorno: exchange.Retorno, integration_id: int, conf: engine.Settings
-) -> bool:
-    """Import one file; True when it had to be rejected as a whole (recorded with its reason)."""
+) -> str:
+    """Import one file once: IMPORTED, ALREADY_HANDLED (seen before: only the archive step was
+    missing) or REJECTED (unreadable as a whole; recorded with its reason, nothing imported)."""
     with desk_db.session_scope() as db:
         seen = db.scalars(
             sa.select(ExchangeFile.id).where(
@@ -401,7 +441,7 @@ def _import_retorno(
             )
         ).first()
         if seen is not None:
-            return False  # handled before; the archive step was interrupted
+            return ALREADY_HANDLED
     with tempfile.TemporaryDirectory(prefix="retorno-") as folder:
         path = Path(folder) / retorno.name
         path.write_bytes(retorno.csv)
@@ -434,22 +474,17 @@ def _import_retorno(
                         .values(last_retorno_at=clock.now())
                         .where(Integration.id.in_(_integrations_with_codes(db, codes)))
                     )
-            return False
+            return IMPORTED
         except importers.ImportFileError as error:
-            with desk_db.session_scope() as db:
-                db.add(
-                    ExchangeFile(
-                        endpoint=endpoint,
-                        direction="retorno",
-                        name=retorno.name,
-                        sha256=retorno.raw_sha256,
-                        size=retorno.size,
-                        integration_id=integration_id,
-                        status="rejected",
-                        error=error.message,
-                    )
-                )
-            return True
+            _record_rejected(
+                endpoint,
+                retorno.name,
+                integration_id,
+                error.message,
+                sha256=retorno.raw_sha256,
+                size=retorno.size,
+            )
+            return REJECTED
 
 
 def _codes_of_batch(db: Session, batch_id: int | None) -> list[str]:
@@ -575,16 +610,21 @@ def _run_reconciliations(plan: _Plan, outcome: SyncOutcome, as_of: date, conf: e
             if integration.first_run_id is None:
                 integration.first_run_id = outcome.run_ids[-1]
                 integration.first_run_at = now
+        # The run whose results are stored now (possibly made outside this cycle, e.g. `recon run`).
+        current_run = db.scalar(
+            sa.select(sa.func.max(Establishment.result_run_id)).where(Establishment.code.in_(plan.codes))
+        )
         validation = (
             integration.validation_run_id is None
             and not outcome.skipped
-            and integration.last_run_id is not None
+            and integration.first_run_id is not None
+            and current_run is not None
             and _has_retorno(db, plan.codes, integration.start_date)
         )
         if validation:
-            integration.validation_run_id = integration.last_run_id
+            integration.validation_run_id = current_run
             integration.validation_run_at = now
-            outcome.validation_run_id = integration.last_run_id
+            outcome.validation_run_id = current_run
         if outcome.run_ids or validation:
             triage.refresh(db, integration, validation=validation)
 

@@ -351,3 +351,9 @@ def kind_counts(db: Session, integration_id: int) -> dict[str, int]:
             if kind:
                 counts[kind] += 1
     return dict(counts)
+
+
+def user_names(db: Session) -> dict[int, str]:
+    from onboarding.models import User
+
+    return {u.id: u.display_name for u in db.scalars(sa.select(User))}

@@ -264,9 +264,9 @@ def set_responsible(
         actor,
         "recon.divergence_triaged",
         row,
-        ticket_id=row.ticket_id,
         before=before,
         after={
+            "ticket_id": row.ticket_id,
             "responsible": row.responsible,
             "note": row.note,
             "kind": row.kind,

@@ -13,6 +13,7 @@ role is checked on the server by the service it calls.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from onboarding import db, services
 from onboarding.errors import InvalidInput, NotFound
+from onboarding.jobs import enqueue_after_commit
 from onboarding.models import StepKey, StepStatus, Ticket, User
 from onboarding.queries import page_args
 from onboarding.views import TicketPanel, register_ticket_panel
@@ -76,6 +78,7 @@ TRIGGER_LABELS = {
     "retry": "Nova tentativa",
     "cli": "Linha de comando",
     "manual": "Pedido na tela",
+    "correction": "Após correção",
 }
 INTEGRATION_STATUS_LABELS = {
     IntegrationStatus.CONFIGURED: "Configurada",
@@ -83,6 +86,11 @@ INTEGRATION_STATUS_LABELS = {
     IntegrationStatus.DISABLED: "Desativada",
 }
 CORRECTABLE = ("authorization_code", "nsu", "installments", "brand", "payment_type", "amount")
+ORIGIN_LABELS = {
+    "sale": "venda",
+    "invoice_payment": "pagamento de fatura",
+    "other_receipt": "outro recebimento",
+}
 PAYMENT_TYPES = [(p.value, triage.PAYMENT_LABELS[p.value]) for p in records.PaymentType]
 
 
@@ -310,6 +318,8 @@ def receipt_page(ticket_id: int, sale_id: str, form: dict[str, str] | None = Non
         form=values,
         counterparts=screens.counterpart_rows(session, sale_id),
         history=screens.corrections_of(session, sale_id),
+        user_names=screens.user_names(session),
+        origin_labels=ORIGIN_LABELS,
         state=screens.correction_state(
             session,
             integration,
@@ -322,6 +332,7 @@ def receipt_page(ticket_id: int, sale_id: str, form: dict[str, str] | None = Non
         payment_labels=triage.PAYMENT_LABELS,
         is_agent=actor().role in AGENT_ROLES,
         lookback_days=conf.lookback_days,
+        one_day=timedelta(days=1),
     )
 
 
@@ -346,6 +357,7 @@ def correct_receipt(ticket_id: int, sale_id: str) -> ResponseReturnValue:
     session = db.session()
     integration = _integration_or_404(session, ticket_id)
     stored = _receipt(session, integration, sale_id)
+    integration_id, integration_status = integration.id, integration.status
     submitted = {name: (request.form.get(name) or "").strip() for name in CORRECTABLE}
     current = _form_values(stored)
     changes = {name: value for name, value in submitted.items() if value != current[name]}
@@ -360,7 +372,10 @@ def correct_receipt(ticket_id: int, sale_id: str) -> ResponseReturnValue:
         cleaned = dict(changes)
         if cleaned.get("amount"):
             cleaned["amount"] = cleaned["amount"].replace("R$", "").strip()
-        return corrections.correct_sale(db_session, sale_id, cleaned, actor=user, source="web", tz=tz)
+        result = corrections.correct_sale(db_session, sale_id, cleaned, actor=user, source="web", tz=tz)
+        if integration_status == IntegrationStatus.ENABLED:
+            enqueue_after_commit(db_session, lifecycle.rerun_job, integration_id)
+        return result
 
     def success(result: Any) -> str:
         _stored, correction = result

@@ -1,6 +1,6 @@
 """integration lifecycle: integrations, exchanged files, sync passes, divergence triage
 
-Also joins the two heads of the branches it builds on (outbound mail, reconciliation schema).
+
 
 Revision ID: 201c099fc840
 Revises: 8f91e0097d22

@@ -10,16 +10,16 @@ from flask import Flask
 
 from onboarding import db
 from onboarding.models import Customer, StepKey, Ticket
-from reconciliation.demo import DEMO_CNPJ
 from reconciliation.integration_models import DivergenceTriage, Integration
+from reconciliation.lifecycle_demo import DEMO_CNPJ
 from reconciliation.models import StoredReceipt
 
 
 def test_demo_seed_runs_an_integration_and_is_idempotent(app: Flask, runner: Any) -> None:
     first = runner.invoke(args=["demo", "seed"])
     assert first.exit_code == 0, first.output
-    summary = json.loads(first.output.strip().splitlines()[-1])["reconciliation"]
-    assert summary["receipts"] > 50 and summary["divergences"] > 0 and summary["corrections"] == 1
+    summary = json.loads(first.output.strip().splitlines()[-1])["reconciliation"]["integration"]
+    assert summary["receipts"] > 100 and summary["divergences"] > 0 and summary["corrections"] == 1
     with app.app_context():
         session = db.session()
         ticket = session.scalars(sa.select(Ticket).join(Customer).where(Customer.cnpj == DEMO_CNPJ)).one()
@@ -35,7 +35,8 @@ def test_demo_seed_runs_an_integration_and_is_idempotent(app: Flask, runner: Any
         counts = (len(rows), session.scalar(sa.select(sa.func.count()).select_from(StoredReceipt)))
     again = runner.invoke(args=["demo", "seed"])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output.strip().splitlines()[-1])["reconciliation"]["already_seeded"] is True
+    seeded_again = json.loads(again.output.strip().splitlines()[-1])["reconciliation"]["integration"]
+    assert seeded_again["already_seeded"] is True
     with app.app_context():
         session = db.session()
         rows = session.scalars(

@@ -244,12 +244,17 @@ def test_days_of_an_integration(app: Flask, runner: Any, tmp_path: Path) -> None
         assert by_key[s_auth.sale_id].resolved_at is not None
         assert by_key[s_unid.sale_id].resolved_at is not None
         assert by_key[s_lost.sale_id].resolved_at is None and by_key[s_lost.sale_id].status == "manual"
-        actions = set(session.scalars(sa.select(AuditEvent.action).where(AuditEvent.ticket_id == ticket_id)))
-        assert {
-            "recon.integration_configured",
-            "dev_task.returned",
-            "recon.divergence_triaged",
-        } <= actions
+        audited = session.scalars(sa.select(AuditEvent).where(AuditEvent.action.like("recon.%"))).all()
+        actions = {e.action for e in audited}
+        assert {"recon.integration_configured", "recon.divergence_triaged", "recon.sale_corrected"} <= actions
+        assert all(e.after and e.after.get("ticket_id") in (ticket_id, None) for e in audited)
+        from reconciliation.timeline import integration_timeline
+
+        ticket = services.get_ticket(session, ticket_id)
+        titles = [e.content["title"] for e in integration_timeline(session, ticket)]  # type: ignore[index]
+        assert "Integração configurada" in titles and "Primeira conciliação executada" in titles
+        assert "Divergência atribuída: Cliente (operação)" in titles
+        assert sum(1 for t in titles if t.endswith("corrigida")) == 3
 
 
 def _acquirer_authorization(session: Any, sale_id: str) -> str:

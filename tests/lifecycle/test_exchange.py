@@ -127,6 +127,18 @@ def test_sftp_settings_require_a_host_key_and_a_credential() -> None:
         }
     )
     assert ok.host_key == "ssh-ed25519 AAAA" and ok.port == 22
+    line = SftpSettings.from_dict(
+        {
+            "host": "h",
+            "username": "u",
+            "key_file": "/k",
+            "host_key": "[h]:2222 ssh-ed25519 AAAAC3Nz test-host",
+        }
+    )
+    assert line.host_key == "ssh-ed25519 AAAAC3Nz"  # a known_hosts line is accepted as is
+    for garbage in ("AAAA", "ssh-ed25519 não-é-base64!", "rsa AAAA"):
+        with pytest.raises(ExchangeError, match="formato 'tipo base64'"):
+            SftpSettings.from_dict({"host": "h", "username": "u", "key_file": "/k", "host_key": garbage})
 
 
 # --- SFTP against the private sshd -------------------------------------------------------------

@@ -69,6 +69,10 @@ def test_configuration_refuses_secrets_and_bad_settings_and_changes_nothing(
         attempts: list[tuple[dict[str, Any], str]] = [
             ({"transport": "sftp", "settings": {**sftp, "password": "hunter2"}}, "secret_in_settings"),
             ({"transport": "sftp", "settings": {"host": "h"}}, "invalid_transport_settings"),
+            (
+                {"transport": "sftp", "settings": {**sftp, "key_file": "/k", "hots": "x"}},
+                "invalid_transport_settings",
+            ),
             ({"transport": "ftp"}, "invalid_transport"),
             ({"remessa_time": "25:99"}, "invalid_remessa_time"),
             ({"establishment_codes": []}, "missing_establishment_code"),
@@ -472,3 +476,52 @@ def test_with_nothing_imported_for_the_establishments_there_is_nothing_to_triage
                 services.complete_step(
                     session, session.get(User, users["agent"]), ticket_id, StepKey.VALIDATION
                 )
+
+
+def test_a_retorno_seen_before_is_archived_again_never_imported_twice(
+    app: Flask, users: dict[str, int], ticket_id: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_receipts(app, receipts(), tmp_path)
+    folder = Path(app.config["RECON_EXCHANGE_DIR"])
+    with time_machine.travel(at(DAY, 9), tick=False):
+        enable_and_return(app, users["developer"], ticket_id)
+        name = simulator(app).run_once().retornos[0]
+        integration_id = integration_of(app, ticket_id).id
+        with app.app_context():
+            assert lifecycle.sync_integration(integration_id).retornos == [name]
+        # The archive step "failed" last time: the same file is back in the inbox.
+        (folder / "inbox" / name).write_bytes((folder / "inbox" / "archive" / name).read_bytes())
+        with app.app_context():
+            from reconciliation.models import ImportBatch
+
+            batches = db.session().scalar(sa.select(sa.func.count()).select_from(ImportBatch))
+            again = lifecycle.sync_integration(integration_id)
+            assert again.retornos == [] and again.run_ids == []
+            assert db.session().scalar(sa.select(sa.func.count()).select_from(ImportBatch)) == batches
+        assert (
+            not (folder / "inbox" / name).exists() and (folder / "inbox" / "archive" / f"{name}.1").exists()
+        )
+
+        # A file too big to read is set aside with its reason, the others go on.
+        monkeypatch.setattr("reconciliation.exchange.MAX_RETORNO_BYTES", 10)
+        (folder / "inbox" / "RETORNO_enorme.csv").write_text("x" * 50)
+        with app.app_context():
+            big = lifecycle.sync_integration(integration_id)
+        assert big.status == "finished" and big.rejected == ["RETORNO_enorme.csv"]
+        assert (folder / "inbox" / "rejected" / "RETORNO_enorme.csv").exists()
+
+
+def test_the_cycle_is_registered_for_rq_cron_and_runs_under_its_lock(
+    app: Flask, users: dict[str, int], ticket_id: int, tmp_path: Path
+) -> None:
+    from onboarding.periodic import run_periodic
+
+    name = "reconciliation.schedule.sync_due_integrations"
+    assert name in {f"{p.func.__module__}.{p.func.__name__}" for p in jobs.PERIODIC}
+    import_receipts(app, receipts(), tmp_path)
+    with time_machine.travel(at(DAY, 9), tick=False):
+        enable_and_return(app, users["developer"], ticket_id)
+        with app.app_context():
+            assert run_periodic(name) == {"integrations": 1, "waiting_retry": 0, "failed": 0}
+            with jobs.exclusive(name):
+                assert run_periodic(name) is None  # another run of the job holds the lock

@@ -148,6 +148,8 @@ def test_triage_posts_check_csrf_and_roles_then_offer_the_mail(
     with app.app_context():
         row = db.session().get(DivergenceTriage, target.id)
         assert row is not None and row.responsible == "customer" and row.note == "cliente digitou errado"
+    # The ticket's timeline tells it in pt-BR.
+    assert "Divergência atribuída: Cliente (operação)" in page(client, f"/tickets/{ticket_id}")
     # The offered mail lists that divergence.
     compose = page(client, f"/tickets/{ticket_id}/mail/customer_operation_problem")
     assert f"Venda {target.record_key}" in compose
@@ -265,7 +267,7 @@ def test_developer_configures_the_integration_agents_cannot(
             "establishment_codes": f"{CODE}, 2030405060",
             "host": "sftp.boavista.example",
             "username": "vetor",
-            "host_key": "ssh-ed25519 AAAAC3Nza",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5",
             "password_env": "BOAVISTA_SFTP_PASSWORD",
             "remessa_time": "05:30",
         },
