@@ -1,7 +1,5 @@
 """integration lifecycle: integrations, exchanged files, sync passes, divergence triage
 
-
-
 Revision ID: 201c099fc840
 Revises: 8f91e0097d22
 Create Date: 2026-11-27 23:00:17.878828
