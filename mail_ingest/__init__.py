@@ -56,9 +56,11 @@ def _register_web_hooks() -> None:
         hooks = importlib.import_module("onboarding.web_hooks")
     except ImportError:
         return
-    from mail_ingest.timeline import timeline_entries
+    from mail_ingest.timeline import conversation_panel, outbound_entries, timeline_entries
 
     hooks.register_timeline_source(timeline_entries)
+    hooks.register_timeline_source(outbound_entries)
+    hooks.register_ticket_panel(conversation_panel)
     if hasattr(hooks, "register_nav_item"):
         hooks.register_nav_item("Triagem de e-mails", "mail_web.triage", ("agent", "admin"))
         hooks.register_nav_item("Quarentena", "mail_web.quarantine", ("agent", "admin"))

@@ -45,3 +45,50 @@ def timeline_entries(db: Session, ticket: Ticket) -> list[Any]:
             )
         )
     return entries
+
+
+def outbound_entries(db: Session, ticket: Ticket) -> list[Any]:
+    """Outgoing mail of the ticket, beside the incoming, in the same timeline."""
+    from mail_ingest.outbound import outbound_timeline
+    from mail_ingest.outbound_views import STATUS_LABELS
+    from onboarding.web_hooks import TimelineEntry
+
+    return [
+        TimelineEntry(
+            when=item["when"],
+            kind="mail",
+            content={
+                "title": f"E-mail enviado ({STATUS_LABELS.get(item['status'], item['status'])}): "
+                f"{item['subject'] or '(sem assunto)'}",
+                "body": "Para " + ", ".join(item["to"]),
+                "actor": item["from"],
+                "url": url_for("mail_outbound.ticket_mail_page", ticket_id=ticket.id),
+            },
+        )
+        for item in outbound_timeline(db, ticket.id)
+    ]
+
+
+def conversation_panel(db: Session, ticket: Ticket, user: Any) -> Any:
+    """Beside the checklist: the mail the current step calls for, the other templates, the reply box."""
+    from markupsafe import Markup, escape
+
+    from mail_ingest.templates import STEP_TEMPLATES, TEMPLATES
+    from onboarding.services import AGENTS
+    from onboarding.web_hooks import TicketPanel
+
+    if getattr(user, "role", None) not in AGENTS or ticket.status == "closed":
+        return None
+    suggested = STEP_TEMPLATES.get(ticket.current_step or "")
+    links = []
+    for name, template in TEMPLATES.items():
+        url = url_for("mail_outbound.compose", ticket_id=ticket.id, template=name)
+        css = ' class="button"' if name == suggested else ""
+        hint = " (etapa atual)" if name == suggested else ""
+        links.append(f'<li><a{css} href="{escape(url)}">{escape(template.label)}{hint}</a></li>')
+    conversation = url_for("mail_outbound.ticket_mail_page", ticket_id=ticket.id)
+    body = Markup(
+        '<ul class="mail-templates">' + "".join(links) + "</ul>"
+        f'<p><a href="{escape(conversation)}">Ver a conversa e responder</a></p>'
+    )
+    return TicketPanel(title="E-mails", body=body, order=50)

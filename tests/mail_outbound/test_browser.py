@@ -1,6 +1,5 @@
-"""In Chromium: at step 4 the agent opens the orientation template, edits it, sends it and sees it
-in the ticket's mail list. (On the interim mail page; the ticket timeline version comes with the
-web pages.)"""
+"""In Chromium: at step 4 the agent opens the orientation template from the ticket page, edits it,
+sends it, and sees it in the conversation and in the ticket's timeline."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from onboarding.models import StepKey, User
 from tests.mail_outbound.conftest import session_cookie
 from tests.onboarding.helpers import advance_to, open_ticket
+from tests.support.browser import screenshot
 from tests.support.smtp import SmtpServer
 
 pytestmark = pytest.mark.browser
@@ -34,9 +34,8 @@ def test_agent_sends_the_orientation_from_step_4(
         [{"name": "session", "value": session_cookie(mail_app, users["agent"]), "url": live.url}]
     )
 
-    page.goto(f"{live.url}/tickets/{ticket.id}/mail")
-    current = page.get_by_role("listitem").filter(has_text="(etapa atual)")
-    current.get_by_role("link", name="Orientação ao cliente").click()
+    page.goto(f"{live.url}/tickets/{ticket.id}")
+    page.get_by_role("link", name="Orientação ao cliente (etapa atual)").click()
 
     assert page.get_by_label("Para").input_value() == "contato@drogariateste.example"
     assert page.get_by_label("Assunto").input_value() == (
@@ -53,6 +52,12 @@ def test_agent_sends_the_orientation_from_step_4(
     assert sent.count() == 1
     assert "Conciliação automática de cartões ativada" in sent.inner_text()
     assert "Enviado" in sent.inner_text()
+
+    page.goto(f"{live.url}/tickets/{ticket.id}")
+    timeline = page.locator(".timeline")
+    assert "E-mail enviado (Enviado): " in timeline.inner_text()
+    assert "Conciliação automática de cartões ativada" in timeline.inner_text()
+    screenshot(page, "mail-orientation-in-timeline")
     [received] = smtp_server.messages
     assert received.rcpt_tos == ("contato@drogariateste.example",)
     assert "Qualquer dúvida" in received.message.get_body(("plain",)).get_content()
