@@ -28,7 +28,6 @@ def init_app(app: Flask) -> None:
     from mail_ingest.cli import mail_cli
     from onboarding import services
 
-    app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(outbound_views.bp)
     if "mail" not in app.cli.commands:

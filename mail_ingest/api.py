@@ -1,106 +1,184 @@
-"""JSON API of the mail package under /api/v1 (bearer tokens, `{"error", "message"}` errors).
+"""JSON API of the mail package under /api/v1, on the shared `onboarding.api` shell.
 
-Kept small and self-contained; the lead moves it onto the shared API helpers at merge.
+Triage and quarantine lists and their actions for agents; a ticket's mail for every role.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
-from flask import Blueprint, g, jsonify, request
-from flask.typing import ResponseReturnValue
+from pydantic import ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 
 from mail_ingest import actions
-from onboarding import auth, db
-from onboarding.errors import DomainError
-from onboarding.models import Role, User
-from onboarding.queries import page_args
-
-bp = Blueprint("mail_api", __name__, url_prefix="/api/v1")
+from onboarding.api import ApiCall, ApiError, endpoint
+from onboarding.api_schemas import QueryModel, ResponseModel
+from onboarding.models import Role
+from onboarding.queries import DEFAULT_PER_PAGE, MAX_PER_PAGE, page_args
 
 AGENT_ROLES = frozenset({Role.AGENT, Role.ADMIN})
+MESSAGES_PER_PAGE = 100
+
+IsoTimestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-def error(code: str, message: str, status: int) -> ResponseReturnValue:
-    return jsonify({"error": code, "message": message}), status
+# --- models ----------------------------------------------------------------------------------
 
 
-def authenticated(roles: frozenset[Role] | None = None) -> Callable[..., Any]:
-    def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            user = None
-            if scheme.lower() == "bearer" and token.strip():
-                user = auth.user_for_token(db.session(), token.strip())
-            if user is None:
-                return error(
-                    "unauthorized", "Informe um token de acesso válido (Authorization: Bearer).", 401
-                )
-            if roles is not None and user.role not in roles:
-                return error("forbidden_role", "Seu perfil não permite acessar este recurso.", 403)
-            g.api_user = user
-            try:
-                return view(*args, **kwargs)
-            except DomainError as failure:
-                db.session().rollback()
-                return error(failure.code, failure.message, failure.http_status)
-
-        return wrapper
-
-    return decorate
+def _clamped_paging(data: Any, default_per_page: int) -> Any:
+    """Bad or out-of-range paging falls back or is clamped, as the web lists do (never a 400)."""
+    if not isinstance(data, dict):
+        return data
+    page, per_page = page_args(data.get("page", 1), data.get("per_page", default_per_page))
+    return {**data, "page": page, "per_page": per_page}
 
 
-def _paged(query: Any) -> ResponseReturnValue:
-    page, per_page = page_args(request.args.get("page", 1), request.args.get("per_page", 25))
-    result = actions.list_page(db.session(), query, page, per_page)
-    return jsonify(
-        {
-            "items": [actions.message_summary(m) for m in result.items],
-            "page": result.page,
-            "per_page": result.per_page,
-            "total": result.total,
-        }
+class MailPageQuery(QueryModel):
+    page: int = Field(1, ge=1)
+    per_page: int = Field(DEFAULT_PER_PAGE, ge=1, le=MAX_PER_PAGE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clamp(cls, data: Any) -> Any:
+        return _clamped_paging(data, DEFAULT_PER_PAGE)
+
+
+class TicketMessagesQuery(QueryModel):
+    page: int = Field(1, ge=1)
+    per_page: int = Field(MESSAGES_PER_PAGE, ge=1, le=MAX_PER_PAGE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clamp(cls, data: Any) -> Any:
+        return _clamped_paging(data, MESSAGES_PER_PAGE)
+
+
+class _Aliased(ResponseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class MailMessageOut(_Aliased):
+    id: int
+    message_id: str
+    from_: str = Field(alias="from")
+    from_name: str
+    subject: str
+    received_at: IsoTimestamp
+    reason: str
+
+
+class MailPageOut(ResponseModel):
+    items: list[MailMessageOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class TicketMessageOut(_Aliased):
+    id: int
+    direction: str = Field(description='"in" (recebida) ou "out" (enviada).')
+    from_: str = Field(alias="from")
+    subject: str
+    received_at: IsoTimestamp
+    message_id: str
+    kind: str
+
+
+class TicketMessagesOut(ResponseModel):
+    items: list[TicketMessageOut]
+    page: int
+    per_page: int
+    total: int
+
+
+_TICKET_FROM_MAIL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "customer_name": {"type": "string"},
+        "cnpj": {"type": ["string", "null"]},
+        "establishment_codes": {"type": "array", "items": {"type": "string"}},
+        "contact_email": {"type": "string"},
+        "contract_done": {"type": "boolean", "default": False},
+    },
+}
+
+
+class TicketFromMailIn(RootModel[Annotated[Any, WithJsonSchema(_TICKET_FROM_MAIL_SCHEMA)]]):
+    """Checked field by field by the services (their error codes); the shell only parses JSON."""
+
+
+class TicketCreatedOut(ResponseModel):
+    id: int
+    number: str | None
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+def _paged(call: ApiCall, query: Any) -> MailPageOut:
+    result = actions.list_page(call.db, query, call.query.page, call.query.per_page)
+    return MailPageOut(
+        items=[MailMessageOut.model_validate(actions.message_summary(m)) for m in result.items],
+        page=result.page,
+        per_page=result.per_page,
+        total=result.total,
     )
 
 
-@bp.get("/mail/triage")
-@authenticated(AGENT_ROLES)
-def triage() -> ResponseReturnValue:
-    return _paged(actions.triage_query())
+@endpoint(
+    "GET",
+    "/mail/triage",
+    summary="Mensagens que não abriram chamado, à espera de um atendente",
+    roles=AGENT_ROLES,
+    query=MailPageQuery,
+    response=MailPageOut,
+)
+def mail_triage(call: ApiCall) -> MailPageOut:
+    return _paged(call, actions.triage_query())
 
 
-@bp.get("/mail/quarantine")
-@authenticated(AGENT_ROLES)
-def quarantine() -> ResponseReturnValue:
-    return _paged(actions.quarantine_query())
+@endpoint(
+    "GET",
+    "/mail/quarantine",
+    summary="Mensagens em quarentena",
+    roles=AGENT_ROLES,
+    query=MailPageQuery,
+    response=MailPageOut,
+)
+def mail_quarantine(call: ApiCall) -> MailPageOut:
+    return _paged(call, actions.quarantine_query())
 
 
-@bp.post("/mail/triage/<int:inbound_id>/dismiss")
-@authenticated(AGENT_ROLES)
-def dismiss(inbound_id: int) -> ResponseReturnValue:
-    session = db.session()
-    message = actions.dismiss(session, _user(), inbound_id)
-    session.commit()
-    return jsonify(actions.message_summary(message))
+@endpoint(
+    "POST",
+    "/mail/triage/<int:inbound_id>/dismiss",
+    summary="Descarta uma mensagem da triagem",
+    roles=AGENT_ROLES,
+    response=MailMessageOut,
+)
+def mail_triage_dismiss(call: ApiCall, inbound_id: int) -> MailMessageOut:
+    message = actions.dismiss(call.db, call.user, inbound_id)
+    return MailMessageOut.model_validate(actions.message_summary(message))
 
 
-@bp.post("/mail/triage/<int:inbound_id>/ticket")
-@authenticated(AGENT_ROLES)
-def open_ticket(inbound_id: int) -> ResponseReturnValue:
-    body = request.get_json(silent=True)
+@endpoint(
+    "POST",
+    "/mail/triage/<int:inbound_id>/ticket",
+    summary="Abre um chamado a partir de uma mensagem da triagem",
+    roles=AGENT_ROLES,
+    body=TicketFromMailIn,
+    response=TicketCreatedOut,
+    status=201,
+)
+def mail_triage_open_ticket(call: ApiCall, inbound_id: int) -> TicketCreatedOut:
+    body = call.body.root
     if not isinstance(body, dict):
-        return error("invalid_json", "Envie um objeto JSON.", 400)
+        raise ApiError(400, "invalid_json", "Envie um objeto JSON.")
     codes = body.get("establishment_codes") or []
     if not isinstance(codes, list):
-        return error("invalid_establishment_codes", "establishment_codes deve ser uma lista.", 400)
-    session = db.session()
+        raise ApiError(400, "invalid_establishment_codes", "establishment_codes deve ser uma lista.")
     ticket = actions.open_ticket_from_mail(
-        session,
-        _user(),
+        call.db,
+        call.user,
         inbound_id,
         customer_name=str(body.get("customer_name") or ""),
         cnpj=str(body.get("cnpj") or "") or None,
@@ -108,20 +186,23 @@ def open_ticket(inbound_id: int) -> ResponseReturnValue:
         contact_email=str(body.get("contact_email") or ""),
         contract_done=bool(body.get("contract_done", False)),
     )
-    session.commit()
-    return jsonify({"id": ticket.id, "number": ticket.number}), 201
+    return TicketCreatedOut(id=ticket.id, number=ticket.number)
 
 
-@bp.get("/tickets/<int:ticket_id>/messages")
-@authenticated()
-def ticket_messages(ticket_id: int) -> ResponseReturnValue:
-    items = actions.ticket_messages(db.session(), ticket_id)
-    page, per_page = page_args(request.args.get("page", 1), request.args.get("per_page", 100))
+@endpoint(
+    "GET",
+    "/tickets/<int:ticket_id>/messages",
+    summary="As mensagens do chamado, recebidas e enviadas, da mais antiga à mais nova",
+    query=TicketMessagesQuery,
+    response=TicketMessagesOut,
+)
+def ticket_messages(call: ApiCall, ticket_id: int) -> TicketMessagesOut:
+    items = actions.ticket_messages(call.db, ticket_id)
+    page, per_page = call.query.page, call.query.per_page
     start = (page - 1) * per_page
-    return jsonify(
-        {"items": items[start : start + per_page], "page": page, "per_page": per_page, "total": len(items)}
+    return TicketMessagesOut(
+        items=[TicketMessageOut.model_validate(i) for i in items[start : start + per_page]],
+        page=page,
+        per_page=per_page,
+        total=len(items),
     )
-
-
-def _user() -> User:
-    return g.api_user

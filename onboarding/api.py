@@ -69,11 +69,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """`extra` adds keys to the error JSON (e.g. per-item errors of a refused batch)."""
+
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra or {}
 
 
 class ErrorOut(BaseModel):
@@ -84,8 +87,8 @@ class ErrorOut(BaseModel):
     message: str
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    response = jsonify({"error": code, "message": message})
+def error_response(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> Response:
+    response = jsonify({**(extra or {}), "error": code, "message": message})
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
@@ -290,7 +293,7 @@ def _dispatch(op: Operation, path_args: dict[str, Any]) -> Response:
         db.commit()
     except ApiError as error:
         db.rollback()
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, error.extra)
     except DomainError as error:
         db.rollback()
         return error_response(error.http_status, error.code, error.message)

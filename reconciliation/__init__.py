@@ -12,10 +12,9 @@ from reconciliation import schedule as schedule
 
 def init_app(app: Flask) -> None:
     """Register the `recon` CLI group and the reconciliation API endpoints."""
-    from reconciliation import api, cli
+    from reconciliation import api, cli  # noqa: F401  (api registers its /api/v1 endpoints)
 
     app.cli.add_command(cli.recon_cli)
-    app.register_blueprint(api.bp)
     _init_lifecycle(app)
 
 

@@ -1,79 +1,190 @@
-"""Reconciliation endpoints of the JSON API (`/api/v1`, SPEC section 5).
+"""Reconciliation endpoints of the JSON API (`/api/v1`, SPEC section 5), on the `onboarding.api` shell.
 
 `POST /sales` (developer, admin), `PATCH /sales/{sale_id}` (agent, admin),
-`GET /reconciliation/summary` and `GET /reconciliation/items` (every role). Bearer tokens,
-errors as `{"error", "message"}`; a refused call changes nothing.
+`GET /reconciliation/summary` and `GET /reconciliation/items` (every role). Inputs keep their own
+checks and error codes (`invalid_sales`, `invalid_correction`, `invalid_date`, ...); a refused
+call changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
-from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, g, jsonify, request
+from pydantic import RootModel, WithJsonSchema
 
-from onboarding import auth, db
-from onboarding.errors import DomainError, InvalidInput
-from onboarding.models import Role, User
+from onboarding.api import ApiCall, ApiError, endpoint
+from onboarding.api_schemas import QueryModel, ResponseModel
+from onboarding.errors import InvalidInput
+from onboarding.models import Role
 from reconciliation import corrections, engine, importers
 from reconciliation.models import Result
-
-bp = Blueprint("recon_api", __name__, url_prefix="/api/v1")
 
 MAX_SALES_PER_REQUEST = 10_000
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 500
 
 
-def _error(code: str, message: str, status: int) -> tuple[Response, int]:
-    return jsonify({"error": code, "message": message}), status
+def _documented(schema: dict[str, Any]) -> Any:
+    """Raw text validated by the endpoint itself (its own error codes), documented as `schema`
+    (or absent: the default is None)."""
+    nullable = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        nullable["enum"] = [*schema["enum"], None]
+    return Annotated[str | None, WithJsonSchema(nullable)]
 
 
-@bp.errorhandler(DomainError)
-def _domain_error(error: DomainError) -> tuple[Response, int]:
-    db.session().rollback()
-    return _error(error.code, error.message, error.http_status)
+# --- models ----------------------------------------------------------------------------------
+
+_SALE_ITEM = {"type": "object", "description": "Um recebimento, com os campos da seção 6 do SPEC."}
 
 
-def roles(*allowed: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Bearer authentication, then the role check (an empty list allows every role)."""
-
-    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            user = auth.user_for_token(db.session(), token.strip()) if scheme.lower() == "bearer" else None
-            if user is None:
-                return _error("unauthorized", "Token de acesso ausente ou inválido.", 401)
-            if allowed and user.role not in allowed:
-                return _error("forbidden", "Seu perfil não tem permissão para esta ação.", 403)
-            g.api_user = user
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
-
-
-def _json_body() -> Any:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidInput("invalid_json", "O corpo da requisição deve ser JSON.")
-    return body
-
-
-def _user() -> User:
-    return g.api_user
+class SalesBatchIn(
+    RootModel[
+        Annotated[
+            Any,
+            WithJsonSchema(
+                {
+                    "oneOf": [
+                        {
+                            "type": "array",
+                            "items": _SALE_ITEM,
+                            "minItems": 1,
+                            "maxItems": MAX_SALES_PER_REQUEST,
+                        },
+                        {
+                            "type": "object",
+                            "properties": {"sales": {"type": "array", "items": _SALE_ITEM}},
+                            "required": ["sales"],
+                        },
+                    ]
+                }
+            ),
+        ]
+    ]
+):
+    """A list of receipts or `{"sales": [...]}`; each item is checked on its own."""
 
 
-@bp.post("/sales")
-@roles(Role.DEVELOPER, Role.ADMIN)
-def post_sales() -> tuple[Response, int]:
-    body = _json_body()
+class SaleCorrectionIn(
+    RootModel[
+        Annotated[
+            Any,
+            WithJsonSchema(
+                {
+                    "type": "object",
+                    "description": "Os campos a corrigir (os mesmos de `recon correct`).",
+                }
+            ),
+        ]
+    ]
+):
+    pass
+
+
+class ItemErrorOut(ResponseModel):
+    index: int
+    sale_id: Any = None
+    message: str
+
+
+class SalesImportOut(ResponseModel):
+    batch_id: int | None
+    received: int
+    inserted: int
+    ignored: int
+    errors: list[ItemErrorOut]
+
+
+class CorrectionOut(ResponseModel):
+    id: int
+    corrected_on: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class SaleOut(ResponseModel):
+    sale_id: str
+    establishment_code: str
+    sale_datetime: str
+    amount: str
+    amount_cents: int
+    payment_type: str
+    brand: str
+    acquirer: str
+    installments: int
+    authorization_code: str | None
+    nsu: str | None
+    origin: str
+    tid: str | None
+    txid: str | None
+    terminal: str | None
+    cnpj: str | None
+    corrected_on: str | None
+    resend_pending: bool
+    correction: CorrectionOut
+
+
+_DATE = {"type": "string", "format": "date"}
+
+
+class SummaryQuery(QueryModel):
+    establishment: str | None = None
+    as_of: _documented(_DATE) = None  # type: ignore[valid-type]
+
+
+class ItemsQuery(SummaryQuery):
+    status: _documented({"type": "string", "enum": list(engine.STATUSES)}) = None  # type: ignore[valid-type]
+    page: _documented({"type": "integer", "minimum": 1, "default": 1}) = None  # type: ignore[valid-type]
+    per_page: _documented(  # type: ignore[valid-type]
+        {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": DEFAULT_PER_PAGE}
+    ) = None
+
+
+class SummaryOut(ResponseModel):
+    as_of: str
+    establishment: str | None
+    receipts: int
+    statement_rows: int
+    status: dict[str, int]
+    divergences: dict[str, int]
+    sales: dict[str, int]
+    statements: dict[str, int]
+    sale_divergences: dict[str, int]
+
+
+class ResultItemOut(ResponseModel):
+    kind: str
+    id: str
+    status: str
+    divergences: list[str]
+    counterpart_ids: list[str]
+    rule: str
+    establishment_code: str
+
+
+class ItemsPageOut(ResponseModel):
+    items: list[ResultItemOut]
+    page: int
+    per_page: int
+    total: int
+    as_of: str
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+@endpoint(
+    "POST",
+    "/sales",
+    summary="Recebe um lote de vendas com cartão do ERP",
+    roles={Role.DEVELOPER, Role.ADMIN},
+    body=SalesBatchIn,
+    response=SalesImportOut,
+)
+def post_sales(call: ApiCall) -> SalesImportOut:
+    body = call.body.root
     items = body.get("sales") if isinstance(body, dict) else body
     if not isinstance(items, list) or not items:
         raise InvalidInput(
@@ -83,55 +194,60 @@ def post_sales() -> tuple[Response, int]:
         raise InvalidInput(
             "too_many_sales", f"No máximo {MAX_SALES_PER_REQUEST} recebimentos por requisição."
         )
-    session = db.session()
-    report = importers.import_sales_items(session, items, tz=engine.settings().tz, user=_user())
+    report = importers.import_sales_items(call.db, items, tz=engine.settings().tz, user=call.user)
     errors = [
-        {
-            "index": e.line,
-            "sale_id": items[e.line].get("sale_id") if isinstance(items[e.line], dict) else None,
-            "message": e.reason,
-        }
+        ItemErrorOut(
+            index=e.line,
+            sale_id=items[e.line].get("sale_id") if isinstance(items[e.line], dict) else None,
+            message=e.reason,
+        )
         for e in report.errors
     ]
     if len(errors) == len(items):
-        session.rollback()
-        return jsonify(
-            {"error": "invalid_sales", "message": "Nenhum recebimento válido no lote.", "errors": errors}
-        ), 400
-    session.commit()
-    return jsonify(
-        {
-            "batch_id": report.batch_id,
-            "received": len(items),
-            "inserted": report.inserted,
-            "ignored": report.ignored,
-            "errors": errors,
-        }
-    ), 200
+        raise ApiError(
+            400,
+            "invalid_sales",
+            "Nenhum recebimento válido no lote.",
+            {"errors": [e.model_dump(mode="json") for e in errors]},
+        )
+    return SalesImportOut(
+        batch_id=report.batch_id,
+        received=len(items),
+        inserted=report.inserted,
+        ignored=report.ignored,
+        errors=errors,
+    )
 
 
-@bp.patch("/sales/<path:sale_id>")
-@roles(Role.AGENT, Role.ADMIN)
-def patch_sale(sale_id: str) -> tuple[Response, int]:
-    body = _json_body()
+@endpoint(
+    "PATCH",
+    "/sales/<path:sale_id>",
+    summary="Corrige uma venda",
+    roles={Role.AGENT, Role.ADMIN},
+    body=SaleCorrectionIn,
+    response=SaleOut,
+)
+def patch_sale(call: ApiCall, sale_id: str) -> SaleOut:
+    body = call.body.root
     if not isinstance(body, dict):
         raise InvalidInput("invalid_correction", "Envie um objeto com os campos a corrigir.")
-    session = db.session()
     tz = engine.settings().tz
-    stored, correction = corrections.correct_sale(session, sale_id, body, actor=_user(), source="api", tz=tz)
-    data = corrections.sale_as_dict(stored, tz)
-    data["correction"] = {
-        "id": correction.id,
-        "corrected_on": correction.corrected_on.isoformat(),
-        "before": correction.before,
-        "after": correction.after,
-    }
-    session.commit()
-    return jsonify(data), 200
+    stored, correction = corrections.correct_sale(
+        call.db, sale_id, body, actor=call.user, source="api", tz=tz
+    )
+    return SaleOut(
+        **corrections.sale_as_dict(stored, tz),
+        correction=CorrectionOut(
+            id=correction.id,
+            corrected_on=correction.corrected_on.isoformat(),
+            before=correction.before,
+            after=correction.after,
+        ),
+    )
 
 
-def _query_date(name: str) -> date | None:
-    raw = request.args.get(name, "").strip()
+def _query_date(name: str, raw: str | None) -> date | None:
+    raw = (raw or "").strip()
     if not raw:
         return None
     try:
@@ -140,8 +256,8 @@ def _query_date(name: str) -> date | None:
         raise InvalidInput("invalid_date", f"Parâmetro {name} inválido: {raw!r} (use AAAA-MM-DD).") from None
 
 
-def _query_int(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name, "").strip()
+def _query_int(name: str, raw: str | None, default: int, minimum: int, maximum: int) -> int:
+    raw = (raw or "").strip()
     if not raw:
         return default
     if not raw.isdigit() or not minimum <= int(raw) <= maximum:
@@ -151,59 +267,71 @@ def _query_int(name: str, default: int, minimum: int, maximum: int) -> int:
     return int(raw)
 
 
-@bp.get("/reconciliation/summary")
-@roles()
-def summary() -> Response:
-    code = engine.normalize_code(request.args.get("establishment") or None)
-    as_of = engine.ensure_results(as_of=_query_date("as_of"), establishment=code, trigger="api")
-    counts = engine.count_results(db.session(), code)
-    return jsonify({"as_of": as_of.isoformat(), "establishment": code, **counts.as_dict()})
+@endpoint(
+    "GET",
+    "/reconciliation/summary",
+    summary="Contagens da conciliação por status e divergência",
+    roles=None,
+    query=SummaryQuery,
+    response=SummaryOut,
+)
+def reconciliation_summary(call: ApiCall) -> SummaryOut:
+    code = engine.normalize_code(call.query.establishment or None)
+    as_of = engine.ensure_results(
+        as_of=_query_date("as_of", call.query.as_of), establishment=code, trigger="api"
+    )
+    counts = engine.count_results(call.db, code)
+    return SummaryOut(as_of=as_of.isoformat(), establishment=code, **counts.as_dict())
 
 
-@bp.get("/reconciliation/items")
-@roles()
-def items() -> Response:
-    code = engine.normalize_code(request.args.get("establishment") or None)
-    status = (request.args.get("status") or "").strip().lower() or None
+@endpoint(
+    "GET",
+    "/reconciliation/items",
+    summary="Linhas do resultado da conciliação (seção 8 do SPEC)",
+    roles=None,
+    query=ItemsQuery,
+    response=ItemsPageOut,
+)
+def reconciliation_items(call: ApiCall) -> ItemsPageOut:
+    query: ItemsQuery = call.query
+    code = engine.normalize_code(query.establishment or None)
+    status = (query.status or "").strip().lower() or None
     if status is not None and status not in engine.STATUSES:
         raise InvalidInput(
             "invalid_status", f"Status inválido: {status!r}. Use um de: {', '.join(engine.STATUSES)}."
         )
-    page = _query_int("page", 1, 1, 10**9)
-    per_page = _query_int("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-    as_of = engine.ensure_results(as_of=_query_date("as_of"), establishment=code, trigger="api")
+    page = _query_int("page", query.page, 1, 1, 10**9)
+    per_page = _query_int("per_page", query.per_page, DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    as_of = engine.ensure_results(as_of=_query_date("as_of", query.as_of), establishment=code, trigger="api")
     table = Result.__table__
     conditions = []
     if code is not None:
         conditions.append(table.c.establishment_code == code)
     if status is not None:
         conditions.append(table.c.status == status)
-    session = db.session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0
-    rows = session.execute(
+    total = call.db.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0
+    rows = call.db.execute(
         sa.select(table)
         .where(*conditions)
         .order_by(table.c.kind, table.c.record_key)
         .limit(per_page)
         .offset((page - 1) * per_page)
     )
-    return jsonify(
-        {
-            "items": [
-                {
-                    "kind": row.kind,
-                    "id": row.record_key,
-                    "status": row.status,
-                    "divergences": row.divergences.split("|") if row.divergences else [],
-                    "counterpart_ids": row.counterpart_ids.split("|") if row.counterpart_ids else [],
-                    "rule": row.rule,
-                    "establishment_code": row.establishment_code,
-                }
-                for row in rows
-            ],
-            "page": page,
-            "per_page": per_page,
-            "total": total,
-            "as_of": as_of.isoformat(),
-        }
+    return ItemsPageOut(
+        items=[
+            ResultItemOut(
+                kind=row.kind,
+                id=row.record_key,
+                status=row.status,
+                divergences=row.divergences.split("|") if row.divergences else [],
+                counterpart_ids=row.counterpart_ids.split("|") if row.counterpart_ids else [],
+                rule=row.rule,
+                establishment_code=row.establishment_code,
+            )
+            for row in rows
+        ],
+        page=page,
+        per_page=per_page,
+        total=total,
+        as_of=as_of.isoformat(),
     )

@@ -23,8 +23,24 @@ from onboarding.models import Role, User
 from tests.api.conftest import NEW_TICKET, ApiClient
 from tests.api.test_flow import full_onboarding
 from tests.fixtures_app import app_config, wipe
+from tests.mail_ingest.ingest_helpers import mail, new_message_id, sample
+from tests.reconciliation_db.test_api import json_sale
 
 Log = list[tuple[str, str, int, Any]]
+
+# Served by mail_ingest and reconciliation through the same registry.
+SUBSYSTEM_OPERATIONS = {
+    ("get", "/api/v1/mail/triage"),
+    ("get", "/api/v1/mail/quarantine"),
+    ("post", "/api/v1/mail/triage/{inbound_id}/ticket"),
+    ("post", "/api/v1/mail/triage/{inbound_id}/dismiss"),
+    ("get", "/api/v1/tickets/{ticket_id}/messages"),
+    ("post", "/api/v1/sales"),
+    ("patch", "/api/v1/sales/{sale_id}"),
+    ("get", "/api/v1/reconciliation/summary"),
+    ("get", "/api/v1/reconciliation/items"),
+}
+SUBSYSTEM_PATHS = {path for _, path in SUBSYSTEM_OPERATIONS}
 
 
 def document(app: Flask) -> dict[str, Any]:
@@ -56,6 +72,18 @@ def test_document_is_valid_openapi(app: Flask) -> None:
     }
     served = {(method, path) for path, item in paths.items() for method in item}
     assert expected <= served
+    assert served >= SUBSYSTEM_OPERATIONS
+    assert paths["/api/v1/mail/triage"]["get"]["description"] == "Perfis: admin, agent."
+    assert set(paths["/api/v1/sales/{sale_id}"]["patch"]["responses"]) == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+    }
+    items_params = {p["name"] for p in paths["/api/v1/reconciliation/items"]["get"]["parameters"]}
+    assert items_params == {"establishment", "as_of", "status", "page", "per_page"}
     create = paths["/api/v1/tickets"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TicketCreate"
@@ -70,10 +98,12 @@ def test_document_is_valid_openapi(app: Flask) -> None:
 
 
 def _operation(doc: dict[str, Any], method: str, path: str) -> tuple[str, dict[str, Any]]:
-    for template, item in doc["paths"].items():
-        pattern = re.sub(r"\{[^}]+\}", "[^/]+", template.removeprefix("/api/v1"))
-        if re.fullmatch(pattern, path) and method.lower() in item:
-            return template, item[method.lower()]
+    # One segment per parameter first; then any text, for `path` converters (`/sales/NF/22`).
+    for parameter in ("[^/]+", ".+"):
+        for template, item in doc["paths"].items():
+            pattern = re.sub(r"\{[^}]+\}", parameter, template.removeprefix("/api/v1"))
+            if re.fullmatch(pattern, path) and method.lower() in item:
+                return template, item[method.lower()]
     raise AssertionError(f"{method} {path} is not in the OpenAPI document")
 
 
@@ -82,6 +112,31 @@ def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft2
     return jsonschema.Draft202012Validator(
         rooted, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
+
+
+def _check_answers(doc: dict[str, Any], response_log: Log) -> set[tuple[str, str, str]]:
+    """Every logged answer is documented and validates against its documented schema."""
+    seen: set[tuple[str, str, str]] = set()
+    for method, path, status, body in response_log:
+        template, operation = _operation(doc, method, path)
+        assert str(status) in operation["responses"], f"{method} {path} answered an undocumented {status}"
+        schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+        errors = sorted(_validator(doc, schema).iter_errors(body), key=str)
+        assert not errors, f"{method} {path} {status}: {errors[0].message}"
+        seen.add((method.lower(), template, str(status)))
+    return seen
+
+
+def _assert_every_success_seen(
+    doc: dict[str, Any], seen: set[tuple[str, str, str]], wanted: Callable[[str], bool]
+) -> None:
+    for template, item in doc["paths"].items():
+        for method, operation in item.items():
+            success = next(s for s in operation["responses"] if s.startswith("2"))
+            if template != "/api/v1/openapi.json" and wanted(template):
+                assert (method, template, success) in seen, (
+                    f"no real {success} answer for {method} {template}"
+                )
 
 
 def _exercise_errors(api: Callable[[str | None], ApiClient], ticket_id: int) -> None:
@@ -112,22 +167,8 @@ def test_real_responses_match_the_document(
 
     doc = document(app)
     validate(doc)
-    seen: set[tuple[str, str, str]] = set()
-    for method, path, status, body in response_log:
-        template, operation = _operation(doc, method, path)
-        assert str(status) in operation["responses"], f"{method} {path} answered an undocumented {status}"
-        schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
-        errors = sorted(_validator(doc, schema).iter_errors(body), key=str)
-        assert not errors, f"{method} {path} {status}: {errors[0].message}"
-        seen.add((method.lower(), template, str(status)))
-
-    for template, item in doc["paths"].items():
-        for method, operation in item.items():
-            success = next(s for s in operation["responses"] if s.startswith("2"))
-            if template != "/api/v1/openapi.json":
-                assert (method, template, success) in seen, (
-                    f"no real {success} answer for {method} {template}"
-                )
+    seen = _check_answers(doc, response_log)
+    _assert_every_success_seen(doc, seen, lambda template: template not in SUBSYSTEM_PATHS)
     assert {s for *_, s in seen} >= {"200", "201", "400", "401", "403", "404", "409"}
 
     # The check has teeth: an extra key, a missing key or a wrong type is caught.
@@ -145,6 +186,84 @@ def test_real_responses_match_the_document(
     ):
         broken = copy.deepcopy(ticket)
         mutate(broken)
+        assert list(_validator(doc, schema).iter_errors(broken)), broken
+
+
+def _deliver_mail(app: Flask, session: Session, tmp_path: Path, *raws: bytes) -> None:
+    """Import mail the way `demo seed` does (no mailbox needed for a schema check)."""
+    from mail_ingest import importer
+    from mail_ingest.pipeline import Tally, ingest_batch
+    from mail_ingest.process import IngestSettings
+
+    paths = []
+    for n, raw in enumerate(raws):
+        paths.append(tmp_path / f"{n}.eml")
+        paths[-1].write_bytes(raw)
+    sources = [importer.Source(path, "eml") for path in paths]
+    ingest_batch(session, list(importer.messages(sources)), IngestSettings.from_config(app.config), Tally())
+    session.commit()
+
+
+def test_mail_and_reconciliation_answers_match_the_document(
+    app: Flask,
+    session: Session,
+    users: dict[str, User],
+    api: Callable[[str | None], ApiClient],
+    response_log: Log,
+    tmp_path: Path,
+) -> None:
+    _deliver_mail(
+        app,
+        session,
+        tmp_path,
+        sample("01"),
+        mail(subject="dúvida 1", message_id=new_message_id("a")),
+        mail(subject="dúvida 2", message_id=new_message_id("b")),
+        b"lixo sem cabecalho\r\n",
+    )
+    agent = api("agent")
+    status, triage = agent.get("/mail/triage")
+    assert status == 200 and triage["total"] == 2
+    assert agent.get("/mail/quarantine")[1]["total"] == 1
+    first, second = (item["id"] for item in triage["items"])
+    assert agent.post(f"/mail/triage/{first}/dismiss")[0] == 200
+    status, opened = agent.post(f"/mail/triage/{second}/ticket", {**NEW_TICKET, "contract_done": True})
+    assert status == 201
+    for role in ("agent", "finance"):
+        status, timeline = api(role).get(f"/tickets/{opened['id']}/messages")
+        assert status == 200 and timeline["total"] == 1
+    assert api("developer").get("/mail/triage")[0] == 403
+    assert agent.get("/tickets/999999/messages")[0] == 404
+
+    developer = api("developer")
+    status, imported = developer.post(
+        "/sales", [json_sale("1"), json_sale("NF/2"), json_sale("3", amount="x")]
+    )
+    assert status == 200 and imported["inserted"] == 2 and len(imported["errors"]) == 1
+    status, corrected = agent.call("PATCH", "/sales/NF/2", {"nsu": "77"})
+    assert status == 200 and corrected["sale_id"] == "NF/2" and corrected["nsu"] == "77"
+    assert agent.call("PATCH", "/sales/nope", {"nsu": "1"})[0] == 404
+    for role in ("agent", "developer", "finance", "admin"):
+        status, summary = api(role).get("/reconciliation/summary", as_of="2025-03-11")
+        assert status == 200 and summary["receipts"] == 2
+    status, listed = agent.get("/reconciliation/items", per_page=1)
+    assert status == 200 and listed["total"] == 2 and len(listed["items"]) == 1
+    assert agent.get("/reconciliation/items", status="wrong")[0] == 400
+    assert api(None).get("/reconciliation/items")[0] == 401
+
+    doc = document(app)
+    seen = _check_answers(doc, response_log)
+    _assert_every_success_seen(doc, seen, lambda template: template in SUBSYSTEM_PATHS)
+
+    # The check has teeth here too: a renamed key or a wrong type is caught.
+    for path, body in (("/mail/triage", triage), ("/reconciliation/items", listed)):
+        _, operation = _operation(doc, "GET", path)
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        broken = copy.deepcopy(body)
+        broken["items"][0]["id"] = str(broken["items"][0]["id"]) if path.startswith("/mail") else 1
+        assert list(_validator(doc, schema).iter_errors(broken)), broken
+        broken = copy.deepcopy(body)
+        broken["items"][0]["sender"] = broken["items"][0].pop("from", "x")
         assert list(_validator(doc, schema).iter_errors(broken)), broken
 
 
