@@ -7,12 +7,9 @@ ticket timeline contribution; `seed_demo()` imports the sample mails of `samples
 from __future__ import annotations
 
 import importlib
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from flask import Flask, current_app
 
 # Imported for their side effect: the periodic poll and outbox jobs register for `rq cron`.
@@ -36,16 +33,7 @@ def init_app(app: Flask) -> None:
     from mail_ingest.actions import integrator_recipients
 
     ticket_mail.set_recipient_resolver("integrator", integrator_recipients)
-    app.add_template_filter(mail_datetime, "mail_datetime")
     _register_web_hooks()
-
-
-def mail_datetime(value: datetime | None) -> str:
-    """dd/mm/aaaa HH:MM in the business time zone."""
-    if value is None:
-        return "—"
-    zone = ZoneInfo(current_app.config.get("TIMEZONE") or "America/Sao_Paulo")
-    return format_datetime(value, "dd/MM/yyyy HH:mm", tzinfo=zone, locale="pt_BR")
 
 
 def _register_web_hooks() -> None:

@@ -7,7 +7,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from jinja2 import TemplateNotFound
 from werkzeug.wrappers import Response
 
 from mail_ingest import outbound, ticket_mail
@@ -28,15 +27,6 @@ STATUS_LABELS = {
     "uncertain": "Envio incerto",
     "suppressed": "Bloqueado",
 }
-
-
-def _layout() -> str:
-    """The web app's base.html once it exists; a minimal layout of our own until then."""
-    try:
-        current_app.jinja_env.get_template("base.html")
-    except TemplateNotFound:
-        return "mail/_layout.html"
-    return "base.html"
 
 
 def _actor() -> User:
@@ -68,7 +58,7 @@ def _mail_helpers() -> dict[str, Any]:
 
 
 def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
-    return render_template(template, layout=_layout(), **context), status
+    return render_template(template, **context), status
 
 
 def _ticket_page(ticket: Ticket, status: int = 200, **context: Any) -> tuple[str, int]:

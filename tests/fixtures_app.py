@@ -16,12 +16,6 @@ from onboarding.db import Base
 from onboarding.migrate import upgrade
 from onboarding.models_registry import import_all_models
 from tests.support.postgres import TempDatabase
-from tests.support.services import require
-
-
-def service_missing(reason: str) -> None:
-    """In CI a missing service fails the run; on a developer machine the test is skipped."""
-    require("service", reason)
 
 
 @pytest.fixture(scope="session")

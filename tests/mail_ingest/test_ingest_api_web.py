@@ -191,20 +191,6 @@ def _append_at(server: DovecotServer, raw: bytes, when: datetime) -> None:
         imap.append("INBOX", raw, msg_time=when)
 
 
-def _install_login(app: Flask) -> None:
-    """Flask-Login as the web part sets it up (its login page is not on this branch)."""
-    from flask_login import LoginManager, UserMixin
-
-    class Signed(UserMixin):
-        def __init__(self, user_id: int) -> None:
-            self.id = user_id
-
-    if not hasattr(app, "login_manager"):
-        manager = LoginManager()
-        manager.init_app(app)
-        manager.user_loader(lambda user_id: Signed(int(user_id)))
-
-
 def _login(app: Flask, client: Any, email: str) -> None:
     with app.app_context():
         user = db.session().scalars(select(User).where(User.email == email)).one()
@@ -217,7 +203,6 @@ def _login(app: Flask, client: Any, email: str) -> None:
 def test_web_triage_view_open_ticket_and_dismiss(
     app: Flask, client: Any, tokens: dict[str, str], imap_mailbox: DovecotServer
 ) -> None:
-    _install_login(app)
     client = CsrfClient(app, app.response_class, use_cookies=True)
     hostile = mail(subject="dúvida", body="x")
     hostile = hostile.replace(b"Content-Type: text/plain", b"Content-Type: text/html").replace(

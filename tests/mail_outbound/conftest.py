@@ -12,10 +12,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from flask import Flask
-from flask_login import LoginManager, UserMixin
 from sqlalchemy.orm import Session as DbSession
 
-from onboarding import db
 from onboarding.models import Role, User
 from tests.support.services import free_port
 from tests.support.smtp import SmtpServer
@@ -65,33 +63,13 @@ def users(session: DbSession) -> dict[str, User]:
     return made
 
 
-class _LoggedIn(UserMixin):
-    def __init__(self, user: User) -> None:
-        self.id = user.id
-
-
-def install_test_login(app: Flask) -> None:
-    """Until the web app sets up Flask-Login, a minimal login manager for these tests; once the
-    app has its own, that one is used."""
-    if getattr(app, "login_manager", None) is not None:
-        return
-    manager = LoginManager(app)
-
-    @manager.user_loader
-    def load(user_id: str) -> _LoggedIn | None:
-        found = db.session().get(User, int(user_id))
-        return _LoggedIn(found) if found is not None else None
-
-
 def session_cookie(app: Flask, user: User) -> str:
     """The signed Flask session cookie value of `user` logged in (for the browser)."""
-    install_test_login(app)
     serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
     return str(serializer.dumps({"_user_id": str(user.id), "_fresh": True}))
 
 
 def logged_in_client(app: Flask, user: User) -> Any:
-    install_test_login(app)
     client = CsrfClient(app, app.response_class, use_cookies=True)
     with client.session_transaction() as flask_session:
         flask_session["_user_id"] = str(user.id)
