@@ -1,13 +1,21 @@
-"""Read side shared by the web pages and the API: filtered, searched, paged ticket lists."""
+"""Read side shared by the web pages and the API: filtered, searched, paged ticket lists.
+
+The filters become SQL once per combination of filters in use (a "shape": which filters are set,
+whether the search looks like a CNPJ or a ticket number) with bound parameters for the values, so
+a request only fills in parameters: the queue page is asked on every click, and building and
+compiling its statements was most of its cost.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from functools import cache
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Select, func, select, union
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select, union
+from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session, joinedload
 
 from onboarding.models import Customer, EstablishmentCode, Ticket, User
@@ -16,6 +24,11 @@ T = TypeVar("T")
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 100
 TICKET_NUMBER = re.compile(r"^(?:#?EX-?)?0*(\d{1,9})$", re.IGNORECASE)
+
+TICKET = Ticket.__table__
+CUSTOMER = Customer.__table__
+ACCOUNT = User.__table__
+CODE = EstablishmentCode.__table__
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,22 @@ class TicketFilter:
     q: str | None = None
 
 
+class QueueRow(NamedTuple):
+    """One line of the agents' queue: what the page shows of a ticket, its customer and assignee."""
+
+    id: int
+    number: str | None
+    status: str
+    current_step: str | None
+    flags: list[str]
+    created_at: datetime
+    customer_id: int
+    customer_name: str
+    cnpj: str | None
+    assignee: str | None  # the assignee's display name
+    codes: list[str]  # the customer's establishment codes, in the order they were added
+
+
 def page_args(page: Any, per_page: Any) -> tuple[int, int]:
     """Clamp ?page= and ?per_page= to sane values (bad input falls back to the defaults)."""
     try:
@@ -52,28 +81,77 @@ def page_args(page: Any, per_page: Any) -> tuple[int, int]:
     return page_number, size
 
 
-def search_condition(q: str) -> Any:
-    """`q` matches a CNPJ with any punctuation, an establishment code, a customer name or a number.
+@dataclass(frozen=True)
+class _Shape:
+    """Which filters a TicketFilter uses: one set of SQL statements per shape."""
 
-    Built as `ticket.id IN (a UNION of small index-friendly selects)` rather than one OR across
-    joined tables, so PostgreSQL answers each branch from its own index (trigram GIN on the names,
-    pattern btree on the CNPJ, btree on codes and numbers) instead of scanning every ticket.
+    status: bool = False
+    step: bool = False
+    assignee: bool = False
+    search: bool = False
+    cnpj: bool = False  # the search text can be (the start of) a CNPJ
+    number: bool = False  # the search text can be a ticket number
+
+
+def _shape_and_params(filters: TicketFilter) -> tuple[_Shape, dict[str, Any]]:
+    """The shape of `filters` and the values of its bound parameters.
+
+    `q` matches a CNPJ with any punctuation, an establishment code, a customer name or a number.
     """
-    q = q.strip()
-    digits = re.sub(r"\D", "", q)
-    pattern = f"%{_escape_like(q)}%"
+    params: dict[str, Any] = {}
+    if filters.status:
+        params["status"] = filters.status
+    if filters.step:
+        params["step"] = filters.step
+    if filters.assignee_id is not None:
+        params["assignee_id"] = filters.assignee_id
+    q = (filters.q or "").strip()
+    cnpj = number = False
+    if q:
+        params["pattern"] = f"%{_escape_like(q)}%"
+        params["code"] = q
+        digits = re.sub(r"\D", "", q)
+        if 8 <= len(digits) <= 14 and not re.search(r"[A-Za-z]", q):
+            cnpj = True
+            params["cnpj_prefix"] = digits + "%"  # digits only: nothing to escape
+        match = TICKET_NUMBER.match(q)
+        if match:
+            number = True
+            params["number"] = f"EX-{int(match.group(1)):06d}"
+    shape = _Shape("status" in params, "step" in params, "assignee_id" in params, bool(q), cnpj, number)
+    return shape, params
+
+
+@cache
+def _conditions(shape: _Shape) -> tuple[ColumnElement[bool], ...]:
+    conditions: list[ColumnElement[bool]] = []
+    if shape.status:
+        conditions.append(TICKET.c.status == bindparam("status"))
+    if shape.step:
+        conditions.append(TICKET.c.current_step == bindparam("step"))
+    if shape.assignee:
+        conditions.append(TICKET.c.assignee_id == bindparam("assignee_id"))
+    if shape.search:
+        conditions.append(search_condition(shape))
+    return tuple(conditions)
+
+
+def search_condition(shape: _Shape) -> ColumnElement[bool]:
+    """`ticket.id IN (a UNION of small index-friendly selects)` rather than one OR across joined
+    tables, so PostgreSQL answers each branch from its own index (trigram GIN on the names, pattern
+    btree on the CNPJ, btree on codes and numbers) instead of scanning every ticket.
+    """
     customers: list[Any] = [
-        select(Customer.id).where(Customer.name.ilike(pattern, escape="\\")),
-        select(Customer.id).where(Customer.trade_name.ilike(pattern, escape="\\")),
-        select(EstablishmentCode.customer_id).where(EstablishmentCode.code == q),
+        select(CUSTOMER.c.id).where(CUSTOMER.c.name.ilike(bindparam("pattern"), escape="\\")),
+        select(CUSTOMER.c.id).where(CUSTOMER.c.trade_name.ilike(bindparam("pattern"), escape="\\")),
+        select(CODE.c.customer_id).where(CODE.c.code == bindparam("code")),
     ]
-    if len(digits) >= 8 and len(digits) <= 14 and not re.search(r"[A-Za-z]", q):
-        customers.append(select(Customer.id).where(Customer.cnpj.startswith(digits, autoescape=True)))
-    branches: list[Any] = [select(Ticket.id).where(Ticket.customer_id.in_(union(*customers)))]
-    number = TICKET_NUMBER.match(q)
-    if number:
-        branches.append(select(Ticket.id).where(Ticket.number == f"EX-{int(number.group(1)):06d}"))
-    return Ticket.id.in_(union(*branches))
+    if shape.cnpj:
+        customers.append(select(CUSTOMER.c.id).where(CUSTOMER.c.cnpj.like(bindparam("cnpj_prefix"))))
+    branches: list[Any] = [select(TICKET.c.id).where(TICKET.c.customer_id.in_(union(*customers)))]
+    if shape.number:
+        branches.append(select(TICKET.c.id).where(TICKET.c.number == bindparam("number")))
+    return TICKET.c.id.in_(union(*branches))
 
 
 def _escape_like(value: str) -> str:
@@ -81,20 +159,58 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def ticket_query(filters: TicketFilter) -> Select[tuple[Ticket]]:
-    query = select(Ticket)
-    if filters.status:
-        query = query.where(Ticket.status == filters.status)
-    if filters.step:
-        query = query.where(Ticket.current_step == filters.step)
-    if filters.assignee_id is not None:
-        query = query.where(Ticket.assignee_id == filters.assignee_id)
-    if filters.q and filters.q.strip():
-        query = query.where(search_condition(filters.q))
-    return query
+def _order(columns: Any, newest_first: bool) -> tuple[Any, ...]:
+    if newest_first:
+        return (columns.created_at.desc(), columns.id.desc())
+    return (columns.created_at, columns.id)
 
 
-def list_tickets(
+@cache
+def _count_statement(shape: _Shape, capped: bool) -> Select[tuple[int]]:
+    """How many tickets match; `capped`: counting stops at the parameter `count_limit`."""
+    if not capped:
+        return select(func.count()).select_from(TICKET).where(*_conditions(shape))
+    matches = select(TICKET.c.id).where(*_conditions(shape)).limit(bindparam("count_limit", type_=Integer))
+    return select(func.count()).select_from(matches.subquery())
+
+
+@cache
+def _queue_statement(shape: _Shape, newest_first: bool) -> Select[Any]:
+    """One page of queue rows, each ticket joined to its customer, its assignee and (one row per
+    code) its customer's establishment codes: the whole page in one round trip."""
+    page = (
+        select(
+            TICKET.c.id,
+            TICKET.c.number,
+            TICKET.c.status,
+            TICKET.c.current_step,
+            TICKET.c.flags,
+            TICKET.c.created_at,
+            TICKET.c.customer_id,
+            CUSTOMER.c.name.label("customer_name"),
+            CUSTOMER.c.cnpj,
+            ACCOUNT.c.name.label("assignee_name"),
+            ACCOUNT.c.email.label("assignee_email"),
+        )
+        .select_from(
+            TICKET.join(CUSTOMER, CUSTOMER.c.id == TICKET.c.customer_id).outerjoin(
+                ACCOUNT, ACCOUNT.c.id == TICKET.c.assignee_id
+            )
+        )
+        .where(*_conditions(shape))
+        .order_by(*_order(TICKET.c, newest_first))
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+        .subquery("page")
+    )
+    return (
+        select(page, CODE.c.code)
+        .select_from(page.outerjoin(CODE, CODE.c.customer_id == page.c.customer_id))
+        .order_by(*_order(page.c, newest_first), CODE.c.id)
+    )
+
+
+def queue_page(
     db: Session,
     filters: TicketFilter,
     page: int = 1,
@@ -102,56 +218,73 @@ def list_tickets(
     *,
     newest_first: bool = False,
     count_limit: int | None = None,
-    lean: bool = False,
-) -> Page[Ticket]:
-    """Oldest first by default (the queue is worked by age), paged.
+) -> Page[QueueRow]:
+    """The queue's rows (oldest first by default), paged, in one query (two on a full page).
 
     `count_limit` bounds the count (a screen shows "more than N" past it), so a broad filter over
-    a large table never pays for counting every match. `lean` loads only what a queue row shows:
-    customer name, trade name and CNPJ, assignee name and e-mail, and no establishment collection
-    (touching it raises; ask `establishment_codes_for` instead).
+    a large table never pays for counting every match.
     """
-    base = ticket_query(filters)
-    order = (Ticket.created_at.desc(), Ticket.id.desc()) if newest_first else (Ticket.created_at, Ticket.id)
-    if lean:
-        options: tuple[Any, ...] = (
-            joinedload(Ticket.customer)
-            .load_only(Customer.name, Customer.trade_name, Customer.cnpj)
-            .raiseload(Customer.establishments),
-            joinedload(Ticket.assignee).load_only(User.email, User.name),
-        )
-    else:
-        options = (
-            joinedload(Ticket.customer).selectinload(Customer.establishments),
-            joinedload(Ticket.assignee),
-        )
+    shape, params = _shape_and_params(filters)
     offset = (page - 1) * per_page
-    items = list(db.scalars(base.options(*options).order_by(*order).offset(offset).limit(per_page)))
+    connection = db.connection()
+    statement = _queue_statement(shape, newest_first)
+    rows = connection.execute(statement, {**params, "limit": per_page, "offset": offset})
+    items = _group_codes(rows)
     if len(items) < per_page and (items or page == 1):
         return Page(items, page, per_page, offset + len(items))  # the last page: no count needed
-    total, capped = _count(db, base, count_limit)
-    return Page(items, page, per_page, total, capped)
+    capped = count_limit is not None
+    if capped:
+        params["count_limit"] = count_limit + 1  # one more tells "more than the limit" from "exactly"
+    total = connection.execute(_count_statement(shape, capped), params).scalar_one()
+    if count_limit is not None and total > count_limit:
+        return Page(items, page, per_page, count_limit, True)
+    return Page(items, page, per_page, total)
 
 
-def establishment_codes_for(db: Session, customer_ids: Iterable[int]) -> dict[int, list[str]]:
-    """Each customer's establishment codes, in the order they were added, in one query."""
-    wanted = set(customer_ids)
-    codes: dict[int, list[str]] = {customer_id: [] for customer_id in wanted}
-    if wanted:
-        rows = db.execute(
-            select(EstablishmentCode.customer_id, EstablishmentCode.code)
-            .where(EstablishmentCode.customer_id.in_(wanted))
-            .order_by(EstablishmentCode.id)
+def _group_codes(rows: Result[Any]) -> list[QueueRow]:
+    """Fold the one-row-per-code join back into one QueueRow per ticket (rows come grouped)."""
+    items: list[QueueRow] = []
+    last_id = None
+    for row in rows:
+        if row.id != last_id:
+            last_id = row.id
+            assignee = (row.assignee_name or row.assignee_email) if row.assignee_email is not None else None
+            items.append(
+                QueueRow(
+                    row.id,
+                    row.number,
+                    row.status,
+                    row.current_step,
+                    row.flags,
+                    row.created_at,
+                    row.customer_id,
+                    row.customer_name,
+                    row.cnpj,
+                    assignee,
+                    [],
+                )
+            )
+        if row.code is not None:
+            items[-1].codes.append(row.code)
+    return items
+
+
+def list_tickets(
+    db: Session, filters: TicketFilter, page: int = 1, per_page: int = DEFAULT_PER_PAGE
+) -> Page[Ticket]:
+    """Tickets as ORM objects with their customer, codes and assignee (the API), oldest first, paged."""
+    shape, params = _shape_and_params(filters)
+    query = (
+        select(Ticket)
+        .where(*_conditions(shape))
+        .options(
+            joinedload(Ticket.customer).selectinload(Customer.establishments), joinedload(Ticket.assignee)
         )
-        for customer_id, code in rows:
-            codes[customer_id].append(code)
-    return codes
-
-
-def _count(db: Session, query: Select[tuple[Ticket]], limit: int | None) -> tuple[int, bool]:
-    if limit is None:
-        counted = query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
-        return db.scalar(counted) or 0, False
-    matches = query.with_only_columns(Ticket.id).order_by(None).limit(limit + 1).subquery()
-    total = db.scalar(select(func.count()).select_from(matches)) or 0
-    return min(total, limit), total > limit
+        .order_by(*_order(Ticket, False))
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    items = list(db.scalars(query, params))
+    if len(items) < per_page and (items or page == 1):
+        return Page(items, page, per_page, (page - 1) * per_page + len(items))
+    return Page(items, page, per_page, db.execute(_count_statement(shape, False), params).scalar_one())

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy import bindparam, select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from onboarding import auth, db
 from onboarding.models import User
 from onboarding.web_common import bp
+
+USER = User.__table__
 
 PUBLIC_ENDPOINTS = frozenset({"web.login", "web.healthz"})
 
@@ -27,18 +30,45 @@ login_manager.login_message_category = "info"
 login_manager.session_protection = "basic"
 
 
+class SignedIn(NamedTuple):
+    """What the pages need of the signed-in user: read from the database on every request, so a
+    deactivation or a change of role counts from the next request on."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+
+
+_SIGNED_IN = select(USER.c.id, USER.c.email, USER.c.name, USER.c.role).where(
+    USER.c.id == bindparam("id"), USER.c.active.is_(True)
+)  # one small Core query: a page view does not need the ORM row
+
+
 class WebUser(UserMixin):
-    """Flask-Login's view of a desk user; attribute reads fall through to the ORM row."""
+    """Flask-Login's view of a desk user. `id`, `email`, `name` and `role` come from this request's
+    read; the ORM row (`user`, and any other attribute) is loaded only when a page asks for it."""
 
-    def __init__(self, user: User) -> None:
-        self.user = user
+    def __init__(self, account: SignedIn, user: User | None = None) -> None:
+        self.id, self.email, self.name, self.role = account
+        self._user = user
 
-    def get_id(self) -> str:
-        return str(self.user.id)
+    @classmethod
+    def of(cls, user: User) -> WebUser:
+        return cls(SignedIn(user.id, user.email, user.name, user.role), user)
 
     @property
-    def is_active(self) -> bool:
-        return bool(self.user.active)
+    def display_name(self) -> str:
+        return self.name or self.email
+
+    @property
+    def user(self) -> User:
+        if self._user is None:
+            self._user = db.session().get_one(User, self.id)
+        return self._user
+
+    def get_id(self) -> str:
+        return str(self.id)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.user, name)
@@ -46,13 +76,13 @@ class WebUser(UserMixin):
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> WebUser | None:
+    """Only an active user is signed in (UserMixin.is_active is then true)."""
     try:
-        user = db.session().get(User, int(user_id))
+        params = {"id": int(user_id)}
     except ValueError:
         return None
-    if user is None or not user.active:
-        return None
-    return WebUser(user)
+    row = db.session().connection().execute(_SIGNED_IN, params).first()
+    return WebUser(SignedIn(*row)) if row is not None else None
 
 
 class LoginForm(FlaskForm):
@@ -96,7 +126,7 @@ def login() -> ResponseReturnValue:
             return render_template("onboarding/login.html", form=form), 401
         target = _safe_next(request.args.get("next"))
         _fresh_session()  # no fixation: nothing of the anonymous session survives
-        login_user(WebUser(user))
+        login_user(WebUser.of(user))
         session.permanent = True
         return redirect(target, code=303)
     status = 400 if form.errors else 200

@@ -35,12 +35,17 @@ FINANCE_ROLES = frozenset({Role.FINANCE.value, Role.ADMIN.value})
 
 
 def actor() -> User:
-    """The signed-in user as an ORM object of the request's session."""
+    """The signed-in user as an ORM object of the request's session (loaded on first use)."""
     return current_user.user  # type: ignore[no-any-return]
 
 
+def actor_role() -> str:
+    """The signed-in user's role as read for this request, without loading the ORM row."""
+    return current_user.role  # type: ignore[no-any-return]
+
+
 def has_role(roles: Iterable[str]) -> bool:
-    return bool(current_user.is_authenticated) and actor().role in set(roles)
+    return bool(current_user.is_authenticated) and actor_role() in set(roles)
 
 
 def refused_page(message: str, status: int = 403) -> ResponseReturnValue:
@@ -60,14 +65,14 @@ def role_refusal(roles: Iterable[str], action: str) -> str:
     Desenvolvimento." """
     allowed = list(set(roles))
     verb = "pode" if len(allowed) == 1 else "podem"
-    mine = ROLE_LABELS.get(actor().role, actor().role)
+    mine = ROLE_LABELS.get(actor_role(), actor_role())
     return f"Somente {roles_sentence(allowed)} {verb} {action}; seu perfil é {mine}."
 
 
 def require_roles(roles: Iterable[str], action: str) -> ResponseReturnValue | None:
     """None when the user may do `action` (an infinitive phrase), else the refusal page (403)."""
     allowed = set(roles)
-    if actor().role in allowed:
+    if actor_role() in allowed:
         return None
     return refused_page(role_refusal(allowed, action))
 

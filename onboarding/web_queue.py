@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 
 from onboarding import db, services
-from onboarding.models import Role, StepKey, Ticket, TicketStatus
-from onboarding.queries import Page, TicketFilter, establishment_codes_for, list_tickets, page_args
+from onboarding.models import Role, StepKey, TicketStatus
+from onboarding.queries import Page, QueueRow, TicketFilter, page_args, queue_page
 from onboarding.web_billing import billing_queue
-from onboarding.web_common import AGENT_ROLES, actor, bp, require_roles, run_action
+from onboarding.web_common import AGENT_ROLES, actor_role, bp, require_roles, run_action
 from onboarding.web_devtasks import dev_queue
 from onboarding.web_forms import OpenTicketForm, split_codes
 from onboarding.web_timeline import step_label
@@ -51,7 +52,7 @@ class QueueArgs:
     def ticket_filter(self) -> TicketFilter:
         assignee_id: int | None = None
         if self.assignee == "me":
-            assignee_id = actor().id
+            assignee_id = current_user.id
         elif self.assignee.isdigit():
             assignee_id = int(self.assignee)
         return TicketFilter(
@@ -70,7 +71,7 @@ def healthz() -> dict[str, str]:
 @bp.get("/")
 def home() -> ResponseReturnValue:
     """After sign-in `/` is the user's own queue."""
-    role = actor().role
+    role = actor_role()
     if role == Role.DEVELOPER:
         return dev_queue()
     if role == Role.FINANCE:
@@ -82,19 +83,17 @@ def home() -> ResponseReturnValue:
 def ticket_queue() -> ResponseReturnValue:
     args = QueueArgs.from_request()
     session = db.session()
-    page: Page[Ticket] = list_tickets(
+    page: Page[QueueRow] = queue_page(
         session,
         args.ticket_filter(),
         args.page,
         args.per_page,
         newest_first=args.sort == "newest",
         count_limit=COUNT_LIMIT,
-        lean=True,
     )
     return render_template(
         "onboarding/queue.html",
         page=page,
-        codes=establishment_codes_for(session, (t.customer_id for t in page.items)),
         args=args,
         statuses=STATUS_CHOICES,
         sorts=SORT_CHOICES,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from onboarding.models import User
+from onboarding.models import Ticket, User
 from tests.web.conftest import db_session
 from tests.web.helpers import csrf_token, login, post_form, text
 
@@ -88,3 +89,21 @@ def test_deactivated_user_loses_the_session(app: Flask, client: FlaskClient, use
         session.get(User, users["agent"]).active = False  # type: ignore[union-attr]
         session.commit()
     assert client.get("/").status_code == 302
+
+
+def test_a_changed_role_counts_from_the_next_request(
+    app: Flask, client: FlaskClient, users: dict[str, int]
+) -> None:
+    login(client, "agent@test.example")
+    assert "Fila de chamados" in text(client.get("/"))
+    assert client.get("/tickets/new").status_code == 200
+    with db_session(app) as session:
+        session.get(User, users["agent"]).role = "developer"  # type: ignore[union-attr]
+        session.commit()
+    assert "Fila de chamados" not in text(client.get("/"))  # home is now the developers' queue
+    refused = client.get("/tickets/new")
+    assert refused.status_code == 403 and "seu perfil é Desenvolvimento" in text(refused)
+    posted = post_form(client, "/tickets/new", {"customer_name": "Farmácia X", "cnpj": "11222333000181"})
+    assert posted.status_code == 403
+    with db_session(app) as session:
+        assert session.scalars(select(Ticket)).first() is None

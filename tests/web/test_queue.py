@@ -147,3 +147,24 @@ def test_count_stops_at_the_limit(
     last = client.get("/tickets?per_page=2&page=2")
     assert NUMBERS.findall(text(last)) == [tickets["third"]]
     assert "3 chamados" in text(last) and "Página 2 de 2" in text(last)  # the last page knows the total
+
+
+def test_a_row_shows_every_code_of_its_customer_once_and_the_assignee(
+    app: Flask, client: FlaskClient
+) -> None:
+    with db_session(app) as session:
+        users = make_users(session)
+        customers = ((VALID_CNPJ, ["300", "100", "200"]), (OTHER_CNPJ, []), ("11444777000161", ["400"]))
+        for cnpj, codes in customers:
+            ticket = open_ticket(session, users["agent"], cnpj=cnpj, establishment_codes=codes)
+        services.assign_ticket(session, users["agent"], ticket.id, "agent2@test.example")  # no name: e-mail
+        session.commit()
+    login_as(client, "agent")
+    page = text(client.get("/tickets?per_page=2"))
+    rows = re.findall(r"<tr[ >].*?</tr>", page, re.DOTALL)[1:]  # without the header row
+    assert len(rows) == 2 and "3 chamados" in page
+    assert re.findall(r'<code class="ec">(\d+)</code>', rows[0]) == ["300", "100", "200"]  # as added
+    assert '<code class="ec">' not in rows[1] and "—" in rows[1]
+    last = text(client.get("/tickets?per_page=2&page=2"))
+    assert re.findall(r'<code class="ec">(\d+)</code>', last) == ["400"]
+    assert "agent2@test.example" in last
