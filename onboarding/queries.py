@@ -242,30 +242,18 @@ def queue_page(
 
 
 def _group_codes(rows: Result[Any]) -> list[QueueRow]:
-    """Fold the one-row-per-code join back into one QueueRow per ticket (rows come grouped)."""
+    """Fold the one-row-per-code join back into one QueueRow per ticket (rows come grouped).
+
+    A row is the ticket's columns in QueueRow's order, then assignee name and e-mail, then a code.
+    """
     items: list[QueueRow] = []
     last_id = None
-    for row in rows:
-        if row.id != last_id:
-            last_id = row.id
-            assignee = (row.assignee_name or row.assignee_email) if row.assignee_email is not None else None
-            items.append(
-                QueueRow(
-                    row.id,
-                    row.number,
-                    row.status,
-                    row.current_step,
-                    row.flags,
-                    row.created_at,
-                    row.customer_id,
-                    row.customer_name,
-                    row.cnpj,
-                    assignee,
-                    [],
-                )
-            )
-        if row.code is not None:
-            items[-1].codes.append(row.code)
+    for *ticket, assignee_name, assignee_email, code in rows:
+        if ticket[0] != last_id:
+            last_id = ticket[0]
+            items.append(QueueRow(*ticket, assignee_name or assignee_email, []))  # display name
+        if code is not None:
+            items[-1].codes.append(code)
     return items
 
 
