@@ -21,6 +21,7 @@ from onboarding.web_common import bp
 USER = User.__table__
 
 PUBLIC_ENDPOINTS = frozenset({"web.login", "web.healthz"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 login_manager = LoginManager()
 login_manager.login_view = "web.login"
@@ -78,11 +79,14 @@ class WebUser(UserMixin):
 def _load_user(user_id: str) -> WebUser | None:
     """Only an active user is signed in (UserMixin.is_active is then true)."""
     try:
-        params = {"id": int(user_id)}
+        uid = int(user_id)
     except ValueError:
         return None
-    row = db.session().connection().execute(_SIGNED_IN, params).first()
-    return WebUser(SignedIn(*row)) if row is not None else None
+    if request.method in READ_METHODS:  # a page view: the four columns it shows
+        row = db.session().connection().execute(_SIGNED_IN, {"id": uid}).first()
+        return WebUser(SignedIn(*row)) if row is not None else None
+    user = db.session().get(User, uid)  # a state change acts as the ORM row: one query either way
+    return WebUser.of(user) if user is not None and user.active else None
 
 
 class LoginForm(FlaskForm):

@@ -85,10 +85,16 @@ def test_login_without_csrf_token_is_refused(client: FlaskClient, users: dict[st
 def test_deactivated_user_loses_the_session(app: Flask, client: FlaskClient, users: dict[str, int]) -> None:
     login(client, "agent@test.example")
     assert client.get("/").status_code == 200
+    token = csrf_token(client, "/profile")
     with db_session(app) as session:
         session.get(User, users["agent"]).active = False  # type: ignore[union-attr]
         session.commit()
     assert client.get("/").status_code == 302
+    form = {"customer_name": "Farmácia X", "cnpj": "11222333000181", "csrf_token": token}
+    posted = client.post("/tickets/new", data=form)
+    assert posted.status_code == 302 and posted.headers["Location"].startswith("/login")
+    with db_session(app) as session:
+        assert session.scalars(select(Ticket)).first() is None
 
 
 def test_a_changed_role_counts_from_the_next_request(
