@@ -68,6 +68,8 @@ def number_br(value: int | float | None) -> str:
     """1.234 / 1.234,5 (pt-BR separators)."""
     if value is None:
         return ""
+    if type(value) is int:  # what Babel makes of an integer, 30 times cheaper (every pager shows one)
+        return f"{value:,}".replace(",", ".")
     return format_decimal(value, locale=LOCALE)
 
 

@@ -128,12 +128,9 @@ def _template_globals() -> dict[str, Any]:
 
     nav = []
     if current_user.is_authenticated:
-        nav = [item for item in nav_items_for(current_user.role) if item.endpoint in _endpoints()]
+        endpoints = current_app.view_functions
+        nav = [item for item in nav_items_for(current_user.role) if item.endpoint in endpoints]
     return {"role_labels": ROLE_LABELS, "step_names": STEP_NAMES, "nav_items": nav, "page_url": page_url}
-
-
-def _endpoints() -> set[str]:
-    return set(current_app.view_functions)
 
 
 def init_app(app: Flask) -> None:

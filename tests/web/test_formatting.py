@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from babel.numbers import format_decimal
 from flask import Flask
 
 from onboarding.formatting import age_br, cnpj, date_br, datetime_br, money_br, number_br
@@ -49,6 +50,9 @@ def test_cnpj_and_age() -> None:
 def test_number_br() -> None:
     assert number_br(1234567) == "1.234.567"
     assert number_br(0) == "0" and number_br(None) == ""
+    assert number_br(-1234) == "-1.234" and number_br(1234.5) == "1.234,5"
+    for value in (7, 999, 1000, 12345, -999999, 10**15):  # integers skip Babel: the same text
+        assert number_br(value) == format_decimal(value, locale="pt_BR")
 
 
 def test_filters_are_registered_for_every_template(app: Flask) -> None:
