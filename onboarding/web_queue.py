@@ -21,6 +21,9 @@ from onboarding.work_queues import assignable_agents
 STATUS_CHOICES = (("open", "Abertos"), ("closed", "Encerrados"), ("all", "Todos"))
 SORT_CHOICES = (("oldest", "Mais antigos primeiro"), ("newest", "Mais recentes primeiro"))
 COUNT_LIMIT = 1000  # beyond this the queue says "mais de 1.000": nobody pages that far
+STATUSES = frozenset(value for value, _ in STATUS_CHOICES)
+STEPS = tuple((key.value, step_label(key)) for key in StepKey)
+STEP_KEYS = frozenset(value for value, _ in STEPS)
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class QueueArgs:
         step = args.get("step", "")
         page, per_page = page_args(args.get("page"), args.get("per_page"))
         return cls(
-            status=status if status in {c for c, _ in STATUS_CHOICES} else "open",
-            step=step if step in {k.value for k in StepKey} else "",
+            status=status if status in STATUSES else "open",
+            step=step if step in STEP_KEYS else "",
             assignee=(args.get("assignee") or "").strip(),
             q=(args.get("q") or "").strip()[:100],
             sort="newest" if args.get("sort") == "newest" else "oldest",
@@ -97,7 +100,7 @@ def ticket_queue() -> ResponseReturnValue:
         args=args,
         statuses=STATUS_CHOICES,
         sorts=SORT_CHOICES,
-        steps=[(k.value, step_label(k)) for k in StepKey],
+        steps=STEPS,
         agents=assignable_agents(session),
         closed=TicketStatus.CLOSED.value,
     )
