@@ -19,6 +19,7 @@ import argparse
 import http.client
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -57,6 +58,7 @@ class Result:
     wall: float  # seconds
     p50: float  # ms
     p95: float  # ms
+    client_cpu: float  # seconds of CPU used by wrk itself
     app_cpu: float = 0.0  # seconds of CPU used by the gunicorn processes during the scenario
     db_cpu: float = 0.0  # and by the PostgreSQL backends of the bench database
 
@@ -230,12 +232,15 @@ def run(
             "--", listing.name, ",".join(str(status) for status in sorted(ok)),
         ]  # fmt: skip
         env = {**os.environ, "BENCH_COOKIE": cookie}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # gunicorn, not yet waited for, is not in
         done = subprocess.run(command, env=env, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     found = RESULT_LINE.search(done.stdout)
     if found is None:
         raise RuntimeError(f"no result from wrk:\n{done.stdout}{done.stderr}")
     count, errors, duration_us, p50_us, p95_us = map(int, found.groups())
-    return Result(name, count, errors, duration_us / 1e6, p50_us / 1000, p95_us / 1000)
+    client_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Result(name, count, errors, duration_us / 1e6, p50_us / 1000, p95_us / 1000, client_cpu)
 
 
 Scenario = tuple[str, Callable[[int], tuple[str, str, str | None]], set[int], int, bool]
@@ -337,14 +342,14 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     )
     print(
         f"{'scenario':<26} {'n':>5} {'err':>4} {'p50 ms':>7} {'p95 ms':>7} {'req/s':>6} {'p95/healthz':>11}"
-        f" {'app cpu ms/req':>14} {'db cpu ms/req':>13}"
+        f" {'app cpu ms/req':>14} {'db cpu ms/req':>13} {'wrk cpu ms/req':>14}"
     )
     for r in results:
         n = r.requests or 1
         print(
             f"{r.name:<26} {r.requests:>5} {r.errors:>4} {r.p50:>7.1f} {r.p95:>7.1f} "
             f"{r.requests / r.wall:>6.0f} {r.p95 / base.p95:>10.1f}x "
-            f"{r.app_cpu / n * 1000:>14.2f} {r.db_cpu / n * 1000:>13.2f}"
+            f"{r.app_cpu / n * 1000:>14.2f} {r.db_cpu / n * 1000:>13.2f} {r.client_cpu / n * 1000:>14.2f}"
         )
     one, five, _ = os.getloadavg()
     print(
