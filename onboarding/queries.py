@@ -11,6 +11,7 @@ from sqlalchemy import Select, func, select, union
 from sqlalchemy.orm import Session, joinedload
 
 from onboarding.models import Customer, EstablishmentCode, Ticket, User
+from onboarding.search_text import fold
 
 T = TypeVar("T")
 DEFAULT_PER_PAGE = 25
@@ -61,10 +62,9 @@ def search_condition(q: str) -> Any:
     """
     q = q.strip()
     digits = re.sub(r"\D", "", q)
-    pattern = f"%{_escape_like(q)}%"
+    pattern = f"%{_escape_like(fold(q))}%"
     customers: list[Any] = [
-        select(Customer.id).where(Customer.name.ilike(pattern, escape="\\")),
-        select(Customer.id).where(Customer.trade_name.ilike(pattern, escape="\\")),
+        select(Customer.id).where(Customer.search_name.like(pattern, escape="\\")),
         select(EstablishmentCode.customer_id).where(EstablishmentCode.code == q),
     ]
     if len(digits) >= 8 and len(digits) <= 14 and not re.search(r"[A-Za-z]", q):
