@@ -16,6 +16,8 @@ import psycopg
 from stdnum.br import cnpj as cnpj_lib
 from werkzeug.security import generate_password_hash
 
+from onboarding.search_text import customer_search_name
+
 STEPS = ("contract", "dev_handoff", "validation", "orientation", "billing")
 PREFIXES = ("Drogaria", "Farmácia", "Drogaria e Perfumaria", "Farmácia Popular", "Drogasil Franquia")
 PLACES = (
@@ -66,7 +68,17 @@ def seed(conninfo: str, tickets: int, rng_seed: int = 7) -> Seeded:
         def customers() -> Iterator[tuple]:
             for i in range(1, tickets + 1):
                 name = f"{rng.choice(PREFIXES)} {rng.choice(PLACES)} {i} {rng.choice(SUFFIXES)}"
-                yield (i, name, "", make_cnpj(10_000_000 + i * 7), "", f"contato{i}@cliente.example", "", now)
+                yield (
+                    i,
+                    name,
+                    "",
+                    customer_search_name(name, ""),
+                    make_cnpj(10_000_000 + i * 7),
+                    "",
+                    f"contato{i}@cliente.example",
+                    "",
+                    now,
+                )
 
         _copy(
             conn,
@@ -75,6 +87,7 @@ def seed(conninfo: str, tickets: int, rng_seed: int = 7) -> Seeded:
                 "id",
                 "name",
                 "trade_name",
+                "search_name",
                 "cnpj",
                 "contact_name",
                 "contact_email",

@@ -15,7 +15,12 @@ config = context.config
 # Indexes a revision makes by hand for one dialect only (PostgreSQL trigram / pattern indexes),
 # absent from the models on purpose: autogenerate and `alembic check` leave them alone.
 DIALECT_ONLY_INDEXES = frozenset(
-    {"ix_customer_name_trgm", "ix_customer_trade_name_trgm", "ix_customer_cnpj_pattern"}
+    {
+        "ix_customer_name_trgm",
+        "ix_customer_trade_name_trgm",
+        "ix_customer_search_name_trgm",
+        "ix_customer_cnpj_pattern",
+    }
 )
 
 

@@ -79,12 +79,23 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-class ErrorOut(BaseModel):
-    """Every refused call answers this, with 400, 401, 403, 404 or 409."""
+class ItemErrorOut(BaseModel):
+    """One refused item of a batch: its position in the batch, its id when it has one, why."""
 
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+    index: int
+    sale_id: Any = None
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every refused call answers this, with 400, 401, 403, 404 or 409; a refused batch also lists
+    each refused item."""
+
+    model_config = ConfigDict(extra="forbid")
     error: str
     message: str
+    errors: list[ItemErrorOut] | None = None
 
 
 def error_response(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> Response:

@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from onboarding.db import Base, utcnow
+from onboarding.search_text import customer_search_name
 
 
 class Role(StrEnum):
@@ -95,6 +96,8 @@ class Customer(Base):
     contact_email: Mapped[str] = mapped_column(String(254), default="")
     contact_phone: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Kept by `_fold_customer_names`; what the queue's search by name looks in.
+    search_name: Mapped[str] = mapped_column(String(420), default="")
 
     establishments: Mapped[list[EstablishmentCode]] = relationship(
         back_populates="customer", order_by="EstablishmentCode.id", cascade="all, delete-orphan"
@@ -103,6 +106,12 @@ class Customer(Base):
     @property
     def establishment_codes(self) -> list[str]:
         return [e.code for e in self.establishments]
+
+
+@event.listens_for(Customer, "before_insert")
+@event.listens_for(Customer, "before_update")
+def _fold_customer_names(_mapper: Any, _connection: Any, customer: Customer) -> None:
+    customer.search_name = customer_search_name(customer.name, customer.trade_name)
 
 
 class EstablishmentCode(Base):

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session, joinedload
 
 from onboarding.models import Customer, EstablishmentCode, Ticket, User
+from onboarding.search_text import fold
 
 T = TypeVar("T")
 DEFAULT_PER_PAGE = 25
@@ -108,7 +109,7 @@ def _shape_and_params(filters: TicketFilter) -> tuple[_Shape, dict[str, Any]]:
     q = (filters.q or "").strip()
     cnpj = number = False
     if q:
-        params["pattern"] = f"%{_escape_like(q)}%"
+        params["pattern"] = f"%{_escape_like(fold(q))}%"  # see onboarding.search_text
         params["code"] = q
         digits = re.sub(r"\D", "", q)
         if 8 <= len(digits) <= 14 and not re.search(r"[A-Za-z]", q):
@@ -138,12 +139,11 @@ def _conditions(shape: _Shape) -> tuple[ColumnElement[bool], ...]:
 
 def search_condition(shape: _Shape) -> ColumnElement[bool]:
     """`ticket.id IN (a UNION of small index-friendly selects)` rather than one OR across joined
-    tables, so PostgreSQL answers each branch from its own index (trigram GIN on the names, pattern
+    tables, so PostgreSQL answers each branch from its own index (trigram GIN on the folded names, pattern
     btree on the CNPJ, btree on codes and numbers) instead of scanning every ticket.
     """
     customers: list[Any] = [
-        select(CUSTOMER.c.id).where(CUSTOMER.c.name.ilike(bindparam("pattern"), escape="\\")),
-        select(CUSTOMER.c.id).where(CUSTOMER.c.trade_name.ilike(bindparam("pattern"), escape="\\")),
+        select(CUSTOMER.c.id).where(CUSTOMER.c.search_name.like(bindparam("pattern"), escape="\\")),
         select(CODE.c.customer_id).where(CODE.c.code == bindparam("code")),
     ]
     if shape.cnpj:

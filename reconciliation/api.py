@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from pydantic import RootModel, WithJsonSchema
 
-from onboarding.api import ApiCall, ApiError, endpoint
+from onboarding.api import ApiCall, ApiError, ItemErrorOut, endpoint
 from onboarding.api_schemas import QueryModel, ResponseModel
 from onboarding.errors import InvalidInput
 from onboarding.models import Role
@@ -81,12 +81,6 @@ class SaleCorrectionIn(
     ]
 ):
     pass
-
-
-class ItemErrorOut(ResponseModel):
-    index: int
-    sale_id: Any = None
-    message: str
 
 
 class SalesImportOut(ResponseModel):

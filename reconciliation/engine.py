@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,8 @@ from reconciliation import clock, matcher, records, store
 from reconciliation.models import Establishment, Result, Run, StoredReceipt, StoredStatementRow
 
 CHUNK_RECORDS = 300_000
+INTERRUPTED_RUN_GRACE = timedelta(minutes=1)
+INTERRUPTED_RUN_ERROR = "Interrompida: o processo terminou antes de concluir a execução."
 STATUSES = tuple(s.value for s in records.Status)
 DIVERGENCES = tuple(d.value for d in records.Divergence)
 
@@ -140,6 +142,7 @@ def run_reconciliation(
     as_of = as_of or clock.today(conf.tz)
     code = normalize_code(establishment)
     with desk_db.session_scope() as db:
+        mark_interrupted_runs(db)
         if code is not None and db.get(Establishment, code) is None:
             raise NotFound(
                 "unknown_establishment",
@@ -162,11 +165,35 @@ def run_reconciliation(
         raise
 
 
+def mark_interrupted_runs(db: Session) -> None:
+    """Runs left `running` by a process that died (SIGKILL, a lost machine) become `failed`.
+
+    A live run keeps its row locked for its whole work transaction (`reconcile_into` claims it
+    first), so a `running` row that can be locked now has no process behind it. The grace period
+    covers the instant between recording a run and claiming it. On SQLite the database write lock
+    does the same: the update waits for a live run to commit, which leaves its row `finished`.
+    """
+    now = utcnow()
+    orphans = (
+        sa.select(Run.id)
+        .where(Run.status == "running", Run.started_at < now - INTERRUPTED_RUN_GRACE)
+        .with_for_update(skip_locked=True)
+    )
+    db.execute(
+        sa.update(Run)
+        .where(Run.id.in_(orphans.scalar_subquery()), Run.status == "running")
+        .values(status="failed", finished_at=now, error=INTERRUPTED_RUN_ERROR)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def reconcile_into(
     db: Session, run_id: int, *, force: bool = False, progress: Progress | None = None, tz: ZoneInfo
 ) -> RunOutcome:
     """The work of run `run_id` inside the caller's transaction."""
     started = time.perf_counter()
+    # Claim the run row: it stays locked until this transaction ends (see mark_interrupted_runs).
+    db.execute(sa.update(Run).where(Run.id == run_id).values(status="running"))
     run = db.get(Run, run_id)
     if run is None:
         raise NotFound("run_not_found", f"Execução {run_id} não encontrada.")

@@ -240,6 +240,9 @@ def test_mail_and_reconciliation_answers_match_the_document(
         "/sales", [json_sale("1"), json_sale("NF/2"), json_sale("3", amount="x")]
     )
     assert status == 200 and imported["inserted"] == 2 and len(imported["errors"]) == 1
+    status, refused = developer.post("/sales", [json_sale("4", amount="x"), {"sale_id": 5}])
+    assert status == 400 and refused["error"] == "invalid_sales"
+    assert [e["index"] for e in refused["errors"]] == [0, 1]
     status, corrected = agent.call("PATCH", "/sales/NF/2", {"nsu": "77"})
     assert status == 200 and corrected["sale_id"] == "NF/2" and corrected["nsu"] == "77"
     assert agent.call("PATCH", "/sales/nope", {"nsu": "1"})[0] == 404

@@ -74,11 +74,36 @@ def test_queue_lists_open_tickets_oldest_first_with_formatted_fields(
 
 
 @pytest.mark.parametrize(
-    "query", ["11.222.333/0001-81", "11222333000181", "11.222.333", "7788990011", "boa saúde", "BOA SA"]
+    "query",
+    [
+        "11.222.333/0001-81",
+        "11222333000181",
+        "11.222.333",
+        "7788990011",
+        "boa saúde",
+        "BOA SA",
+        "farmacia boa saude",  # typed without accents
+        "FARMÁCIA BOA SAÚDE",  # capitals beyond ASCII
+    ],
 )
 def test_search_finds_by_cnpj_code_or_name(client: FlaskClient, tickets: dict[str, str], query: str) -> None:
     login_as(client, "agent")
     assert numbers(client, f"/tickets?q={query}") == [tickets["second"]]
+
+
+def test_search_follows_renamed_customers_and_trade_names(
+    app: Flask, client: FlaskClient, tickets: dict[str, str]
+) -> None:
+    with db_session(app) as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.number == tickets["third"])).one()
+        ticket.customer.name = "Drogaria Ipê Amarelo"
+        ticket.customer.trade_name = "Ipê Matriz"
+        session.commit()
+    login_as(client, "agent")
+    assert numbers(client, "/tickets?q=ipe amarelo") == [tickets["third"]]
+    assert numbers(client, "/tickets?q=IPÊ MATRIZ") == [tickets["third"]]
+    assert numbers(client, "/tickets?q=drogaria central") == []
+    assert numbers(client, "/tickets?q=amarelo ipe") == []  # never across the two names
 
 
 def test_search_by_ticket_number_and_in_closed_tickets(client: FlaskClient, tickets: dict[str, str]) -> None:
