@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from reconciliation.records import (
     Divergence,
@@ -120,16 +120,38 @@ class ReconResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready counts (`recon run`, `/reconciliation/summary`)."""
-        return {
-            "as_of": self.as_of.isoformat(),
-            "lookback_days": self.lookback_days,
-            "receipts": len(self.receipts),
-            "statement_rows": len(self.statement),
-            "pairs": self.pairs,
-            "sales": {s.value: n for s, n in self.receipt_status_counts.items()},
-            "statement": {s.value: n for s, n in self.statement_status_counts.items()},
-            "divergences": {d.value: n for d, n in self.divergence_counts.items()},
-        }
+        return summary_of(self)
+
+
+class Counted(Protocol):
+    """What a summary is made of (`ReconResult`, `matcher_columnar.FrameResult`)."""
+
+    @property
+    def as_of(self) -> date: ...
+    @property
+    def lookback_days(self) -> int: ...
+    @property
+    def receipt_status_counts(self) -> Mapping[Status, int]: ...
+    @property
+    def statement_status_counts(self) -> Mapping[Status, int]: ...
+    @property
+    def divergence_counts(self) -> Mapping[Divergence, int]: ...
+    @property
+    def pairs(self) -> int: ...
+
+
+def summary_of(result: Counted) -> dict[str, Any]:
+    """JSON-ready counts of a result (every record has exactly one status)."""
+    return {
+        "as_of": result.as_of.isoformat(),
+        "lookback_days": result.lookback_days,
+        "receipts": sum(result.receipt_status_counts.values()),
+        "statement_rows": sum(result.statement_status_counts.values()),
+        "pairs": result.pairs,
+        "sales": {s.value: n for s, n in result.receipt_status_counts.items()},
+        "statement": {s.value: n for s, n in result.statement_status_counts.items()},
+        "divergences": {d.value: n for d, n in result.divergence_counts.items()},
+    }
 
 
 def id_sort_key(value: str) -> tuple[int, int, str]:

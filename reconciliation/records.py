@@ -8,6 +8,8 @@ case-insensitively (brand, acquirer), upper-cases card identifiers, turns empty 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from enum import StrEnum
@@ -326,3 +328,79 @@ def split_installments(total_cents: int, installments: int) -> list[int]:
     sign = -1 if total_cents < 0 else 1
     base, rest = divmod(abs(total_cents), installments)
     return [sign * (base + rest)] + [sign * base] * (installments - 1)
+
+
+# --- trusted construction ----------------------------------------------------------------------
+
+
+def trusted_factory(cls: type, mapped: dict[str, str] | None = None) -> Callable[..., Any]:
+    """A constructor for already-canonical values: fills the slots without `__post_init__`.
+
+    `mapped` names, per field, a mapping (passed as keyword argument of the same name to the
+    factory) that turns the stored value into the record's (enum members, shared strings).
+    """
+    mapped = mapped or {}
+    names = [f.name for f in dataclasses.fields(cls)]
+    setters = {f"set_{i}": getattr(cls, name).__set__ for i, name in enumerate(names)}
+    lines = []
+    for i, name in enumerate(names):
+        value = f"values[{i}]"
+        if name in mapped:
+            value = f"{mapped[name]}[{value}]"
+        lines.append(f"        set_{i}(obj, {value})\n")
+    params = "".join(f", {m}" for m in sorted(set(mapped.values())))
+    source = (
+        f"def factory(new=new, cls=cls{params}):\n"
+        f"    def make(values):\n        obj = new(cls)\n{''.join(lines)}        return obj\n"
+        f"    return make\n"
+    )
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, **setters}
+    exec(source.replace("(new=new, cls=cls", "(*, new=new, cls=cls"), namespace)
+    return namespace["factory"]
+
+
+class Interner(dict):
+    """Shares one object per repeated value (codes, brands, dates) to keep big loads small."""
+
+    def __missing__(self, key: Any) -> Any:
+        self[key] = key
+        return key
+
+
+_RECEIPT_FACTORY = trusted_factory(
+    Receipt,
+    {
+        "establishment_code": "text",
+        "brand": "text",
+        "acquirer": "text",
+        "payment_type": "payment",
+        "origin": "origin",
+        "corrected_on": "days",
+    },
+)
+_STATEMENT_FACTORY = trusted_factory(
+    StatementRow,
+    {
+        "establishment_code": "text",
+        "acquirer": "text",
+        "brand": "text",
+        "payment_type": "payment",
+        "sale_date": "days",
+        "expected_payment_date": "days",
+        "event_type": "event",
+    },
+)
+_PAYMENT_TYPES = {p.value: p for p in PaymentType}
+_ORIGINS = {o.value: o for o in Origin}
+_EVENT_TYPES = {e.value: e for e in EventType}
+
+
+def receipt_maker() -> Callable[[Sequence[Any]], Receipt]:
+    """Builds a `Receipt` from values already canonical (stored ones), in field order, enums as
+    their values, skipping the validation of `__post_init__`."""
+    return _RECEIPT_FACTORY(text=Interner(), payment=_PAYMENT_TYPES, origin=_ORIGINS, days=Interner())
+
+
+def statement_row_maker() -> Callable[[Sequence[Any]], StatementRow]:
+    """`receipt_maker` for `StatementRow`."""
+    return _STATEMENT_FACTORY(text=Interner(), payment=_PAYMENT_TYPES, event=_EVENT_TYPES, days=Interner())

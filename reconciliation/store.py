@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, tzinfo
 from enum import StrEnum
 from operator import attrgetter
@@ -157,69 +157,6 @@ class InsertOrIgnore:
 # --- rows -> records ---------------------------------------------------------------------------
 
 
-def _trusted_factory(cls: type, mapped: dict[str, str] | None = None) -> Callable[..., Any]:
-    """A constructor for already-canonical values: fills the slots without `__post_init__`.
-
-    `mapped` names, per field, a mapping (passed as keyword argument of the same name to the
-    factory) that turns the stored value into the record's (enum members, shared strings).
-    """
-    mapped = mapped or {}
-    names = [f.name for f in dataclasses.fields(cls)]
-    setters = {f"set_{i}": getattr(cls, name).__set__ for i, name in enumerate(names)}
-    lines = []
-    for i, name in enumerate(names):
-        value = f"values[{i}]"
-        if name in mapped:
-            value = f"{mapped[name]}[{value}]"
-        lines.append(f"        set_{i}(obj, {value})\n")
-    params = "".join(f", {m}" for m in sorted(set(mapped.values())))
-    source = (
-        f"def factory(new=new, cls=cls{params}):\n"
-        f"    def make(values):\n        obj = new(cls)\n{''.join(lines)}        return obj\n"
-        f"    return make\n"
-    )
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, **setters}
-    exec(source.replace("(new=new, cls=cls", "(*, new=new, cls=cls"), namespace)
-    return namespace["factory"]
-
-
-_RECEIPT_FACTORY = _trusted_factory(
-    records.Receipt,
-    {
-        "establishment_code": "text",
-        "brand": "text",
-        "acquirer": "text",
-        "payment_type": "payment",
-        "origin": "origin",
-        "corrected_on": "days",
-    },
-)
-_STATEMENT_FACTORY = _trusted_factory(
-    records.StatementRow,
-    {
-        "establishment_code": "text",
-        "acquirer": "text",
-        "brand": "text",
-        "payment_type": "payment",
-        "sale_date": "days",
-        "expected_payment_date": "days",
-        "event_type": "event",
-    },
-)
-
-_PAYMENT_TYPES = {p.value: p for p in records.PaymentType}
-_ORIGINS = {o.value: o for o in records.Origin}
-_EVENT_TYPES = {e.value: e for e in records.EventType}
-
-
-class _Interner(dict):
-    """Shares one object per repeated value (codes, brands, dates) to keep big loads small."""
-
-    def __missing__(self, key: Any) -> Any:
-        self[key] = key
-        return key
-
-
 def _where_codes(table: sa.Table, codes: Sequence[str] | None) -> Any:
     return table.c.establishment_code.in_(list(codes)) if codes is not None else sa.true()
 
@@ -273,7 +210,7 @@ def _fetch_batches(
 def load_receipts(
     conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
 ) -> list[records.Receipt]:
-    make = _RECEIPT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, origin=_ORIGINS, days=_Interner())
+    make = records.receipt_maker()
     out: list[records.Receipt] = []
     for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz, stream):
         out.extend([make(row) for row in batch])
@@ -283,7 +220,7 @@ def load_receipts(
 def load_statement_rows(
     conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
 ) -> list[records.StatementRow]:
-    make = _STATEMENT_FACTORY(text=_Interner(), payment=_PAYMENT_TYPES, event=_EVENT_TYPES, days=_Interner())
+    make = records.statement_row_maker()
     out: list[records.StatementRow] = []
     for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz, stream):
         out.extend([make(row) for row in batch])
@@ -317,7 +254,7 @@ def load_results(
 ) -> dict[str, dict[str, ResultTail]]:
     """The stored results of the establishments, by kind then record key."""
     out: dict[str, dict[str, ResultTail]] = {k.value: {} for k in records.Kind}
-    shared = _Interner()
+    shared = records.Interner()
     columns = ("kind", "record_key", *RESULT_TAIL_COLUMNS)
     for batch in _fetch_batches(conn, Result.__table__, columns, codes, UTC, stream):
         for kind, key, status, divs, counterparts, rule in batch:

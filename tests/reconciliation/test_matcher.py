@@ -17,9 +17,9 @@ from reconciliation.matcher import (
     RULE_DUPLICATE,
     Outcome,
     ReconResult,
-    reconcile,
 )
 from reconciliation.records import Divergence, EventType, Kind, PaymentType, Status
+from tests.reconciliation.columnar_check import both_matchers
 from tests.reconciliation.factories import event, receipt, rows_like, sale_rows
 
 AS_OF = date(2024, 3, 15)
@@ -28,7 +28,8 @@ S = Status
 
 
 def run(receipts, rows, as_of: date = AS_OF, lookback_days: int = 3) -> ReconResult:
-    return reconcile(receipts, rows, as_of=as_of, lookback_days=lookback_days)
+    """`reconcile()`, checked against the columnar matcher on the same records."""
+    return both_matchers(receipts, rows, as_of=as_of, lookback_days=lookback_days)[0]
 
 
 def matched(counterparts: tuple[str, ...], rule: str = RULE_A) -> Outcome:

@@ -1,0 +1,536 @@
+"""The columnar matcher's residue (what is not one plain sale), vectorized where no choice is made.
+
+`matcher._Run`'s work after the plain-sale fast path, over frames: duplicates, retorno sales
+(installment rows and events), the rule (a) buckets left, rules (b) and (c), unpaired statuses.
+Each step is fixed by counts wherever the Python matcher makes no choice between candidates, and
+counts are what vectors compute.
+
+An establishment is *irregular*, and left to `reconcile()`, wherever a choice would be made or the
+vector form could differ from Python's: a rule (a) bucket with several receipts or several sales
+on either side (`_Run.greedy`), a sale repeating an installment number (`_split_by_occurrence`), an
+event with several candidate sales (`_best_sale_for`), several receipts or sales on one txid
+(rule c, greedy), a retorno time that does not exist in the business time zone, an id with
+non-ASCII text (`id_sort_key`), a key shared by too many records, a sale two rule (c) pairs claim.
+Establishments never interact (pairing, grouping and duplicates stay inside one), so reconciling
+the irregular ones apart with `reconcile()` gives exactly the result of one run over everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from reconciliation.matcher import (
+    PIX_TIME_TOLERANCE_SECONDS,
+    RULE_A,
+    RULE_A_DATE,
+    RULE_B_AUTH,
+    RULE_B_NSU,
+    RULE_C_TIME,
+    RULE_C_TXID,
+    RULE_DUPLICATE,
+)
+from reconciliation.records import Divergence, EventType, Kind, PaymentType, Status
+from reconciliation.window import window_start
+
+# Most candidate pairs one key may join before its establishment is left to `reconcile()`.
+JOIN_LIMIT = 10_000
+
+_RECEIPT_CONTENT = (
+    "establishment_code",
+    "wall",
+    "amount_cents",
+    "payment_type",
+    "brand",
+    "acquirer",
+    "installments",
+    "authorization_code",
+    "nsu",
+    "origin",
+    "tid",
+    "txid",
+    "terminal",
+    "cnpj",
+)
+_ROW_CONTENT = (
+    "establishment_code",
+    "acquirer",
+    "brand",
+    "payment_type",
+    "sale_date",
+    "sale_time",
+    "authorization_code",
+    "nsu",
+    "tid",
+    "txid",
+    "installments",
+    "installment_number",
+    "sale_amount_cents",
+    "gross_amount_cents",
+    "fee_amount_cents",
+    "net_amount_cents",
+    "expected_payment_date",
+    "event_type",
+)
+# `matcher._base_key`: a sale's rows and its events share it.
+_BASE = (
+    "establishment_code",
+    "acquirer",
+    "sale_date",
+    "nsu",
+    "authorization_code",
+    "installments",
+    "txid",
+    "time_if_no_ids",
+)
+_BUCKET = ("establishment_code", "nsu_i", "auth_i")
+# Divergences as bits, in declaration order (the output order).
+DIVERGENCE_BITS = tuple(Divergence)
+DIVERGENCE_TEXT = [
+    "|".join(d.value for bit, d in enumerate(DIVERGENCE_BITS) if mask >> bit & 1)
+    for mask in range(1 << len(DIVERGENCE_BITS))
+]
+_BIT = {d: 1 << bit for bit, d in enumerate(DIVERGENCE_BITS)}
+_INSTANT = [PaymentType.PIX.value, PaymentType.WALLET.value]
+_SALE = EventType.SALE.value
+_OUTCOME = ("status", "divergences", "counterpart_ids", "rule")
+
+
+@dataclass(frozen=True, slots=True)
+class Residue:
+    """Outcomes of the regular establishments' records (`RESULT_SCHEMA` columns) and the codes of
+    the irregular ones, whose records have no outcome here."""
+
+    frame: pl.DataFrame
+    irregular: frozenset[str]
+
+
+def ident(column: str) -> pl.Expr:
+    """`matcher._ident`: leading zeros dropped, '0' for an identifier of zeros only."""
+    return pl.col(column).str.strip_chars_start("0").replace("", "0")
+
+
+def lowered(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """`value.lower()` as Python computes it (polars' own lower-casing only for ASCII text)."""
+    text = pl.col(column)
+    other = frame.filter(text.str.len_bytes() != text.str.len_chars()).get_column(column).unique()
+    if other.is_empty():
+        return text.str.to_lowercase()
+    mapping = {value: value.lower() for value in other.to_list()}
+    return pl.when(text.is_in(other.implode())).then(text.replace(mapping)).otherwise(text.str.to_lowercase())
+
+
+def _id_order(column: str) -> list[pl.Expr]:
+    """`matcher.id_sort_key` as sort keys, for ASCII ids: numbers in numeric order, then text."""
+    text = pl.col(column)
+    digits = text.str.contains(r"^[0-9]+$")
+    number = text.str.strip_chars_start("0")
+    return [
+        ~digits,
+        pl.when(digits).then(number.str.len_bytes()).otherwise(0),
+        pl.when(digits).then(number).otherwise(pl.lit("")),
+        text,
+    ]
+
+
+def _non_ascii(column: str) -> pl.Expr:
+    return pl.col(column).str.len_bytes() != pl.col(column).str.len_chars()
+
+
+class _Work:
+    def __init__(self, as_of: date, lookback_days: int, zone: ZoneInfo) -> None:
+        self.as_of = as_of
+        self.start = window_start(as_of, lookback_days)
+        self.zone = zone
+        self.irregular: set[str] = set()
+
+    def flag(self, frame: pl.DataFrame, condition: pl.Expr) -> None:
+        """The establishments of the records meeting `condition` are irregular."""
+        found = frame.filter(condition).get_column("establishment_code").unique().to_list()
+        self.irregular.update(found)
+
+    def regular(self, frame: pl.DataFrame) -> pl.DataFrame:
+        if not self.irregular:
+            return frame
+        return frame.filter(~pl.col("establishment_code").is_in(pl.Series(list(self.irregular)).implode()))
+
+
+def residue_outcomes(
+    receipts: pl.DataFrame, rows: pl.DataFrame, *, as_of: date, lookback_days: int, zone: ZoneInfo
+) -> Residue:
+    """Outcomes of `reconcile(receipts, rows)` for the regular establishments (module docstring).
+
+    The records are the fast path's residue: no bucket of theirs is one plain sale with its one
+    receipt (`_Run.try_pair` fails on each).
+    """
+    work = _Work(as_of, lookback_days, zone)
+    work.flag(receipts, _non_ascii("sale_id"))
+    work.flag(rows, _non_ascii("record_id"))
+    receipts, rows = work.regular(receipts), work.regular(rows)
+
+    recs, receipt_copies = _dedupe(_prepared_receipts(receipts, zone), "sale_id", _RECEIPT_CONTENT)
+    kept_rows, row_copies = _dedupe(rows.sort(_id_order("record_id")), "record_id", _ROW_CONTENT)
+    row_sale, sales = _sales(work, kept_rows)
+    recs, sales = work.regular(recs), work.regular(sales)
+
+    recs = recs.with_row_index("ri")
+    pairs = _bucket_pairs(work, recs, sales)
+    for step in (_rule_b_nsu, _rule_b_auth, _rule_c_txid, _rule_c_time):
+        free_r = recs.join(pairs, on="ri", how="anti").filter(pl.col("r_day") <= as_of)
+        free_s = sales.join(pairs, on="sid", how="anti").filter(pl.col("day") <= as_of)
+        found = step(work, free_r, free_s)
+        pairs = pl.concat([pairs, found], how="vertical")
+
+    receipt_out, sale_out = _emit(work, recs, sales, pairs)
+    rows_out = row_sale.join(sale_out, on="sid", how="inner").select(
+        pl.lit(Kind.STATEMENT.value).alias("kind"),
+        pl.col("record_id").alias("id"),
+        "establishment_code",
+        *_OUTCOME,
+    )
+    frame = pl.concat(
+        [
+            _copies_out(receipt_copies, Kind.SALE, "sale_id"),
+            _copies_out(row_copies, Kind.STATEMENT, "record_id"),
+            receipt_out,
+            rows_out,
+        ],
+        how="vertical",
+    )
+    return Residue(work.regular(frame), frozenset(work.irregular))
+
+
+def _prepared_receipts(receipts: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
+    local = pl.col("sale_datetime").dt.convert_time_zone(zone.key)
+    return receipts.with_columns(
+        r_day=local.dt.date(),
+        # Receipts loaded in one time zone compare by wall time (as Python's datetimes do).
+        wall=local.dt.replace_time_zone(None),
+        ts=pl.col("sale_datetime").dt.epoch("us").cast(pl.Float64) / 1e6,
+        nsu_i=ident("nsu"),
+        auth_i=ident("authorization_code"),
+        txid_l=lowered(receipts, "txid"),
+    ).sort(_id_order("sale_id"))
+
+
+def _dedupe(
+    frame: pl.DataFrame, id_column: str, content: tuple[str, ...]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(records kept, copies with the id `kept`): `frame` is in id order, the lowest id is kept."""
+    marked = frame.with_columns(kept=pl.col(id_column).first().over(content))
+    is_kept = pl.col(id_column) == pl.col("kept")
+    return marked.filter(is_kept).drop("kept"), marked.filter(~is_kept)
+
+
+def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFrame:
+    return copies.select(
+        pl.lit(kind.value).alias("kind"),
+        pl.col(id_column).alias("id"),
+        "establishment_code",
+        pl.lit(Status.DUPLICATE.value).alias("status"),
+        pl.lit("").alias("divergences"),
+        pl.col("kept").alias("counterpart_ids"),
+        pl.lit(RULE_DUPLICATE).alias("rule"),
+    )
+
+
+def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`matcher._group_sales` on the kept rows (in id order): (record_id, establishment, sale id
+    `sid`) per row, and one row per sale: its primary row's columns, its ids, its events."""
+    is_sale = pl.col("event_type") == _SALE
+    no_ids = pl.col("nsu").is_null() & pl.col("authorization_code").is_null() & pl.col("txid").is_null()
+    grouped = rows.with_columns(
+        position=pl.int_range(pl.len(), dtype=pl.Int64),
+        time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")),
+        is_event=~is_sale,
+    ).with_columns(
+        # Installment rows: one sale per (base, sale amount); events: one orphan sale per
+        # (base, sale amount), used only if no sale has their base.
+        group=pl.col("position").first().over(*_BASE, "sale_amount_cents", "is_event"),
+    )
+    candidate = pl.when(is_sale).then(pl.col("group"))
+    grouped = grouped.with_columns(
+        low=candidate.min().over(_BASE),
+        high=candidate.max().over(_BASE),
+    )
+    work.flag(grouped, ~is_sale & (pl.col("low") != pl.col("high")))
+    grouped = grouped.with_columns(
+        sid=pl.when(is_sale | pl.col("low").is_null()).then(pl.col("group")).otherwise(pl.col("low"))
+    )
+    work.flag(
+        grouped.filter(is_sale),
+        pl.col("installment_number").n_unique().over("sid") != pl.len().over("sid"),
+    )
+    grouped = work.regular(grouped)
+
+    # Rows by installment number, then events in id order (the sort is stable).
+    ordered = grouped.sort(
+        "sid",
+        "is_event",
+        pl.when(is_sale).then(pl.col("installment_number")).otherwise(0),
+        maintain_order=True,
+    )
+    per_sale = ordered.group_by("sid", maintain_order=True).agg(
+        ids=pl.col("record_id").str.join("|"),
+        has_events=pl.col("is_event").any(),
+        cancellations=(pl.col("event_type") == EventType.CANCELLATION.value).sum(),
+        chargebacks=(pl.col("event_type") == EventType.CHARGEBACK.value).sum(),
+        reversals=(pl.col("event_type") == EventType.CHARGEBACK_REVERSAL.value).sum(),
+    )
+    # The primary row: the lowest installment number; among events, then the lowest id.
+    primary = (
+        grouped.sort("sid", "is_event", "installment_number", maintain_order=True)
+        .group_by("sid", maintain_order=True)
+        .first()
+    )
+    moment = (
+        pl.col("sale_date")
+        .dt.combine(pl.col("sale_time"))
+        .dt.replace_time_zone(work.zone.key, ambiguous="earliest", non_existent="null")
+    )
+    sales = primary.select(
+        "sid",
+        "establishment_code",
+        pl.col("sale_date").alias("day"),
+        nsu_i=ident("nsu"),
+        auth_i=ident("authorization_code"),
+        txid_l=lowered(primary, "txid"),
+        amount=pl.col("sale_amount_cents"),
+        installments=pl.col("installments"),
+        brand=pl.col("brand"),
+        payment_type=pl.col("payment_type"),
+        has_time=pl.col("sale_time").is_not_null(),
+        ts=moment.dt.epoch("us").cast(pl.Float64) / 1e6,
+    ).join(per_sale, on="sid", how="inner")
+    # Python would place a time the clocks skip with its fold; not worth the vector form.
+    work.flag(sales, pl.col("has_time") & pl.col("ts").is_null())
+    row_sale = grouped.select("record_id", "establishment_code", "sid")
+    return row_sale, sales
+
+
+def _pairs_frame(frame: pl.DataFrame, rule: str) -> pl.DataFrame:
+    return frame.select(pl.col("ri"), pl.col("sid"), pl.lit(rule).alias("rule"))
+
+
+def _bucket_pairs(work: _Work, recs: pl.DataFrame, sales: pl.DataFrame) -> pl.DataFrame:
+    """Rule (a) in the buckets (`_Run.bucket`): one receipt and one sale, both dated up to
+    `as_of`, pair (dates more than one day apart: `RULE_A_DATE`); more is a choice."""
+    both = pl.col("nsu_i").is_not_null() & pl.col("auth_i").is_not_null()
+    by_r = (
+        recs.filter(both)
+        .group_by(_BUCKET)
+        .agg(n_r=pl.len(), ri=pl.col("ri").first(), r_day=pl.col("r_day").first())
+    )
+    by_s = (
+        sales.filter(both)
+        .group_by(_BUCKET)
+        .agg(n_s=pl.len(), sid=pl.col("sid").first(), day=pl.col("day").first())
+    )
+    met = by_r.join(by_s, on=_BUCKET, how="inner")
+    work.flag(met, (pl.col("n_r") > 1) | (pl.col("n_s") > 1))
+    live = work.regular(met).filter((pl.col("r_day") <= work.as_of) & (pl.col("day") <= work.as_of))
+    near = (pl.col("r_day") - pl.col("day")).dt.total_days().abs() <= 1
+    return live.select("ri", "sid", rule=pl.when(near).then(pl.lit(RULE_A)).otherwise(pl.lit(RULE_A_DATE)))
+
+
+def _candidates(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """Every (receipt, sale) sharing `key`, with the counts of receipts `n_r` and sales `n_s`
+    of the key; a key with too many candidate pairs makes its establishment irregular."""
+    rs = rs.with_columns(n_r=pl.len().over(key))
+    ss = ss.join(rs.select(key).unique(), on=key, how="semi").with_columns(n_s=pl.len().over(key))
+    sizes = rs.select(*key, "n_r").unique().join(ss.select(*key, "n_s").unique(), on=key)
+    work.flag(sizes, pl.col("n_r") * pl.col("n_s") > JOIN_LIMIT)
+    return work.regular(rs).join(work.regular(ss), on=key, how="inner", suffix="_s")
+
+
+def _unique_pairs(joined: pl.DataFrame, r_pos: str, s_pos: str, tolerance: float) -> pl.DataFrame:
+    """`matcher._unique_pairs` over candidates: pairs that are each other's only candidate within
+    `tolerance`, with Python's float arithmetic (one of each: the distance; else the windows)."""
+    r, s = pl.col(r_pos), pl.col(s_pos)
+    alone = (pl.col("n_r") == 1) & (pl.col("n_s") == 1)
+    in_r_window = (s >= r - tolerance) & (s <= r + tolerance)
+    in_s_window = (r >= s - tolerance) & (r <= s + tolerance)
+    counted = joined.with_columns(
+        r_count=in_r_window.sum().over("ri"),
+        s_count=in_s_window.sum().over("sid"),
+    )
+    return counted.filter(
+        pl.when(alone)
+        .then((r - s).abs() <= tolerance)
+        .otherwise(in_r_window & (pl.col("r_count") == 1) & (pl.col("s_count") == 1))
+    )
+
+
+def _rule_b(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame, field: str, rule: str) -> pl.DataFrame:
+    key = ["establishment_code", field, "amount"]
+    rs = rs.filter(pl.col(field).is_not_null()).select(
+        "ri", *key[:2], pl.col("amount_cents").alias("amount"), pos="r_day"
+    )
+    ss = ss.filter(pl.col(field).is_not_null()).select("sid", *key, pos="day")
+    joined = _candidates(work, rs, ss, key).with_columns(pl.col("pos", "pos_s").cast(pl.Int32))
+    return _pairs_frame(_unique_pairs(joined, "pos", "pos_s", 1), rule)
+
+
+def _rule_b_nsu(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFrame:
+    return _rule_b(work, rs, ss, "nsu_i", RULE_B_NSU)
+
+
+def _rule_b_auth(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFrame:
+    return _rule_b(work, rs, ss, "auth_i", RULE_B_AUTH)
+
+
+def _rule_c_txid(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFrame:
+    key = ["establishment_code", "txid_l"]
+    rs = rs.filter(pl.col("txid_l").is_not_null()).select("ri", *key)
+    ss = ss.filter(pl.col("txid_l").is_not_null()).select("sid", *key)
+    joined = _candidates(work, rs, ss, key)
+    work.flag(joined, (pl.col("n_r") > 1) | (pl.col("n_s") > 1))
+    return _pairs_frame(work.regular(joined), RULE_C_TXID)
+
+
+def _rule_c_time(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFrame:
+    key = ["establishment_code", "amount"]
+    rs = rs.filter(pl.col("txid").is_null() & pl.col("payment_type").is_in(_INSTANT)).select(
+        "ri", "establishment_code", pl.col("amount_cents").alias("amount"), "ts", "nsu_i", "auth_i"
+    )
+    ss = ss.filter(
+        pl.col("txid_l").is_null() & pl.col("payment_type").is_in(_INSTANT) & pl.col("has_time")
+    ).select("sid", *key, "ts", "nsu_i", "auth_i")
+    found = _unique_pairs(_candidates(work, rs, ss, key), "ts", "ts_s", PIX_TIME_TOLERANCE_SECONDS)
+    # A sale that two receipts found (possible only at the float windows' edges) is a choice.
+    work.flag(found, pl.len().over("sid") > 1)
+    contradict = (
+        pl.all_horizontal(pl.col(c).is_not_null() for c in ("nsu_i", "auth_i", "nsu_i_s", "auth_i_s"))
+        & (pl.col("nsu_i") != pl.col("nsu_i_s"))
+        & (pl.col("auth_i") != pl.col("auth_i_s"))
+    )
+    return _pairs_frame(work.regular(found).filter(~contradict), RULE_C_TIME)
+
+
+def _event_status(status: pl.Expr) -> pl.Expr:
+    """`matcher._event_status` for a sale with events."""
+    return (
+        pl.when(pl.col("cancellations") > 0)
+        .then(pl.lit(Status.CANCELLED.value))
+        .when(pl.col("chargebacks") > pl.col("reversals"))
+        .then(pl.lit(Status.CHARGEBACK.value))
+        .otherwise(status)
+    )
+
+
+def _window_status(day: pl.Expr, work: _Work) -> pl.Expr:
+    return (
+        pl.when(day > work.as_of)
+        .then(pl.lit(Status.PENDING.value))
+        .when(day >= work.start)
+        .then(pl.lit(Status.PENDING.value))
+        .otherwise(pl.lit(Status.NOT_FOUND.value))
+    )
+
+
+def _emit(
+    work: _Work, recs: pl.DataFrame, sales: pl.DataFrame, pairs: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(receipt outcomes, sale outcomes by `sid`) as `_Run.emit_pair` and `emit_unpaired_*`."""
+    sale_columns = sales.select(
+        "sid",
+        pl.col("amount").alias("s_amount"),
+        pl.col("installments").alias("s_installments"),
+        pl.col("brand").alias("s_brand"),
+        pl.col("payment_type").alias("s_payment_type"),
+        pl.col("nsu_i").alias("s_nsu"),
+        pl.col("auth_i").alias("s_auth"),
+        "ids",
+        "has_events",
+        "cancellations",
+        "chargebacks",
+        "reversals",
+    )
+    paired = pairs.join(recs, on="ri", how="inner").join(sale_columns, on="sid", how="inner")
+    loose = pl.col("rule").is_in([RULE_C_TXID, RULE_C_TIME])
+
+    def differs(r: str, s: str) -> pl.Expr:
+        return ~pl.col(r).eq_missing(pl.col(s)) & ~(loose & (pl.col(r).is_null() | pl.col(s).is_null()))
+
+    flags = {
+        Divergence.AMOUNT: pl.col("amount_cents") != pl.col("s_amount"),
+        Divergence.INSTALLMENTS: pl.col("installments") != pl.col("s_installments"),
+        Divergence.BRAND: pl.col("brand") != pl.col("s_brand"),
+        Divergence.PAYMENT_TYPE: pl.col("payment_type") != pl.col("s_payment_type"),
+        Divergence.AUTHORIZATION_CODE: differs("auth_i", "s_auth"),
+        Divergence.NSU: differs("nsu_i", "s_nsu"),
+        Divergence.DATE: pl.col("rule") == RULE_A_DATE,
+    }
+    mask = pl.sum_horizontal(flag.cast(pl.Int32) * _BIT[d] for d, flag in flags.items())
+    status = (
+        pl.when(pl.col("mask") == 0)
+        .then(pl.lit(Status.MATCHED.value))
+        .otherwise(pl.lit(Status.DIVERGENT.value))
+    )
+    paired = (
+        paired.with_columns(mask=mask)
+        .with_columns(status=pl.when(pl.col("has_events")).then(_event_status(status)).otherwise(status))
+        .with_columns(
+            divergences=pl.when(pl.col("status") == Status.DIVERGENT.value)
+            .then(pl.col("mask"))
+            .otherwise(0)
+            .replace_strict(list(range(len(DIVERGENCE_TEXT))), DIVERGENCE_TEXT, return_dtype=pl.String)
+        )
+    )
+    unpaired = recs.join(pairs, on="ri", how="anti")
+    receipt_status = (
+        pl.when(pl.col("r_day") > work.as_of)
+        .then(pl.lit(Status.PENDING.value))
+        .when(pl.col("corrected_on").is_not_null())
+        .then(
+            pl.when(pl.col("corrected_on") >= work.start)
+            .then(pl.lit(Status.PENDING.value))
+            .otherwise(pl.lit(Status.MANUAL.value))
+        )
+        .otherwise(_window_status(pl.col("r_day"), work))
+    )
+    empty = pl.lit("")
+    receipt_out = pl.concat(
+        [
+            paired.select(
+                pl.lit(Kind.SALE.value).alias("kind"),
+                pl.col("sale_id").alias("id"),
+                "establishment_code",
+                "status",
+                "divergences",
+                pl.col("ids").alias("counterpart_ids"),
+                "rule",
+            ),
+            unpaired.select(
+                pl.lit(Kind.SALE.value).alias("kind"),
+                pl.col("sale_id").alias("id"),
+                "establishment_code",
+                receipt_status.alias("status"),
+                empty.alias("divergences"),
+                empty.alias("counterpart_ids"),
+                empty.alias("rule"),
+            ),
+        ],
+        how="vertical",
+    )
+    window = _window_status(pl.col("day"), work)
+    unpaired_sales = sales.join(pairs, on="sid", how="anti").select(
+        "sid",
+        status=pl.when((pl.col("day") <= work.as_of) & pl.col("has_events"))
+        .then(_event_status(window))
+        .otherwise(window),
+        divergences=empty,
+        counterpart_ids=empty,
+        rule=empty,
+    )
+    sale_out = pl.concat(
+        [
+            paired.select("sid", "status", "divergences", pl.col("sale_id").alias("counterpart_ids"), "rule"),
+            unpaired_sales,
+        ],
+        how="vertical",
+    )
+    return receipt_out, sale_out
