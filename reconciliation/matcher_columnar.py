@@ -1,27 +1,28 @@
-"""The pure matcher over polars DataFrames: the same result as `matcher.reconcile()`, faster.
+"""The pure matcher over polars frames: exactly `matcher.reconcile()`'s result, in a fraction of its time.
 
-Input: a frame of receipts (`RECEIPT_SCHEMA`) and a frame of retorno rows (`STATEMENT_SCHEMA`),
-with the canonical values a `Receipt` / `StatementRow` holds (enums as their values,
-`sale_datetime` time-zone aware). Output: a `FrameResult`, one row per record with the columns of
-the result CSV (SPEC section 8) and the establishment, and the counts of `ReconResult.summary()`.
+Input: a receipts frame and a retorno frame (`reconciliation.frames`); output: a `FrameResult`,
+one row per record (the result CSV's columns and the establishment) and the counts of
+`ReconResult.summary()`.
 
-How: the common bucket is paired with vector operations, the rest goes through `reconcile()`.
+Three parts:
+- The fast path: `matcher._Run.try_pair` on every bucket at once. A bucket holds the records of
+  one establishment carrying both NSU and authorization code, by identifiers without leading zeros
+  (rule a), or neither of them but a txid, by lower-cased txid (rule c). A bucket with exactly one
+  receipt and retorno rows that are one plain sale (installment rows only, sharing every
+  `_PLAIN_SALE_KEY` column, distinct installment numbers), both dated up to `as_of`, is a pair:
+  primary row the lowest installment number, outcome as `_Run.emit_pair` computes it.
+- The residue, every other record: vectorized where the Python matcher makes no choice between
+  candidates (`reconciliation.matcher_residue`), by establishment.
+- `reconcile()` itself on the residue of the establishments where it would choose.
 
-- The fast path is `matcher._Run.try_pair` on every bucket at once. A bucket holds the records of
-  one establishment carrying both NSU and authorization code, by identifiers without leading
-  zeros (rule a), or neither of them but a txid, by lower-cased txid (rule c). A bucket with
-  exactly one receipt and retorno rows that are one plain sale (installment rows only, sharing
-  every `_PLAIN_SALE_KEY` column, distinct installment numbers), both dated up to `as_of`, is a
-  pair: primary row the lowest installment number, outcome as `_Run.emit_pair` computes it.
-- The residue (every other bucket, and the records in no bucket) goes through `reconcile()`.
-
-Why this is exact: the Python matcher puts the same records in the same buckets, and such a
-bucket never reaches its general path: `try_pair` succeeds, emits the pair and hands nothing on
-(no duplicate can hide in it, no other record competes for its members, nothing is left). A
-bucket is in the residue whole, with its duplicates, events and rule (a) candidates, and every
-record outside buckets is there too, so `reconcile()` on the residue does exactly the work the
-full run does on those records: the full run's general path sees the same records, and
-`reconcile()` does not depend on the order of its input. Counts add up.
+Why this is exact: the Python matcher puts the same records in the same buckets, and a bucket the
+fast path pairs never reaches its general path: `try_pair` succeeds, emits the pair and hands
+nothing on (no duplicate can hide in it, no other record competes for its members, nothing is
+left). Every other bucket is in the residue whole, with its duplicates, events and rule (a)
+candidates, and so is every record outside buckets: `reconcile()` on the residue does exactly the
+work the full run does on those records, because the full run's general path sees the same
+records and `reconcile()` does not depend on the order of its input. Pairing, grouping and
+duplicates never cross establishments, so the residue may be split by establishment. Counts add up.
 """
 
 from __future__ import annotations
@@ -35,89 +36,55 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from reconciliation import matcher
-from reconciliation.matcher import RULE_A, RULE_A_DATE, RULE_C_TXID, ReconResult, id_sort_key, reconcile
-from reconciliation.matcher_residue import DIVERGENCE_TEXT, ident, lowered, residue_outcomes
-from reconciliation.records import (
-    Divergence,
-    EventType,
-    Kind,
-    Receipt,
-    StatementRow,
-    Status,
-    business_tz,
-    receipt_maker,
-    statement_row_maker,
+from reconciliation.frames import (
+    DIVERGENCE_BIT,
+    KIND,
+    RESULT_COLUMNS,
+    RULE,
+    STATUS,
+    divergences,
+    lowered,
+    receipt_records,
+    result_frame,
+    statement_records,
 )
+from reconciliation.matcher import RULE_A, RULE_A_DATE, RULE_C_TXID, id_sort_key, reconcile
+from reconciliation.matcher_residue import residue_outcomes
+from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
-RECEIPT_SCHEMA: dict[str, pl.DataType] = {
-    "sale_id": pl.String(),
-    "establishment_code": pl.String(),
-    "sale_datetime": pl.Datetime("us", "UTC"),
-    "amount_cents": pl.Int64(),
-    "payment_type": pl.String(),
-    "brand": pl.String(),
-    "acquirer": pl.String(),
-    "installments": pl.Int64(),
-    "authorization_code": pl.String(),
-    "nsu": pl.String(),
-    "origin": pl.String(),
-    "tid": pl.String(),
-    "txid": pl.String(),
-    "terminal": pl.String(),
-    "cnpj": pl.String(),
-    "corrected_on": pl.Date(),
-}
-STATEMENT_SCHEMA: dict[str, pl.DataType] = {
-    "record_id": pl.String(),
-    "establishment_code": pl.String(),
-    "acquirer": pl.String(),
-    "brand": pl.String(),
-    "payment_type": pl.String(),
-    "sale_date": pl.Date(),
-    "sale_time": pl.Time(),
-    "authorization_code": pl.String(),
-    "nsu": pl.String(),
-    "tid": pl.String(),
-    "txid": pl.String(),
-    "installments": pl.Int64(),
-    "installment_number": pl.Int64(),
-    "sale_amount_cents": pl.Int64(),
-    "gross_amount_cents": pl.Int64(),
-    "fee_amount_cents": pl.Int64(),
-    "net_amount_cents": pl.Int64(),
-    "expected_payment_date": pl.Date(),
-    "event_type": pl.String(),
-}
-# One row per record: the result CSV's columns (divergences and counterpart ids `|`-joined) and
-# the establishment.
-RESULT_SCHEMA: dict[str, pl.DataType] = {
-    "kind": pl.String(),
-    "id": pl.String(),
-    "establishment_code": pl.String(),
-    "status": pl.String(),
-    "divergences": pl.String(),
-    "counterpart_ids": pl.String(),
-    "rule": pl.String(),
-}
-# The columns a plain sale's rows share (`matcher._PLAIN_SALE_KEY`).
-_PLAIN_SALE_COLUMNS = (
+# Columns of the rows and their receipt the fast path reads, once paired by bucket.
+_ROW_COLUMNS = (
+    "record_id",
+    "establishment_code",
+    "nsu",
+    "authorization_code",
+    "txid",
     "event_type",
     "sale_amount_cents",
     "sale_date",
     "installments",
     "acquirer",
+    "brand",
+    "payment_type",
+)
+_RECEIPT_COLUMNS = (
+    "sale_id",
+    "establishment_code",
     "nsu",
     "authorization_code",
     "txid",
+    "amount_cents",
+    "installments",
+    "brand",
+    "payment_type",
 )
-_IDS_BUCKET, _TXID_BUCKET = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
-    """Outcome of every record as a frame (`RESULT_SCHEMA`, no significant row order) and the
-    counts of `ReconResult`."""
+    """Outcome of every record as a frame (`frames.RESULT_SCHEMA`, no significant row order) and
+    the counts of `ReconResult`; `python_records` went through `reconcile()`."""
 
     as_of: date
     lookback_days: int
@@ -126,99 +93,11 @@ class FrameResult:
     statement_status_counts: Mapping[Status, int]
     divergence_counts: Mapping[Divergence, int]
     pairs: int
-    # How many records went through `reconcile()` (irregular establishments' residue).
     python_records: int = 0
 
     def summary(self) -> dict[str, Any]:
         """The same JSON-ready counts as `ReconResult.summary()`."""
         return matcher.summary_of(self)
-
-
-# --- records <-> frames --------------------------------------------------------------------------
-
-
-def receipts_frame(receipts: list[Receipt]) -> pl.DataFrame:
-    """Receipts as a frame of `RECEIPT_SCHEMA`."""
-    columns: dict[str, list[Any]] = {name: [] for name in RECEIPT_SCHEMA}
-    for name, values in columns.items():
-        values.extend(getattr(r, name) for r in receipts)
-    for name in ("payment_type", "origin"):
-        columns[name] = [v.value for v in columns[name]]
-    return pl.DataFrame(columns, schema=RECEIPT_SCHEMA)
-
-
-def statement_frame(rows: list[StatementRow]) -> pl.DataFrame:
-    """Retorno rows as a frame of `STATEMENT_SCHEMA`."""
-    columns: dict[str, list[Any]] = {name: [] for name in STATEMENT_SCHEMA}
-    for name, values in columns.items():
-        values.extend(getattr(r, name) for r in rows)
-    for name in ("payment_type", "event_type"):
-        columns[name] = [v.value for v in columns[name]]
-    return pl.DataFrame(columns, schema=STATEMENT_SCHEMA)
-
-
-def _receipt_records(frame: pl.DataFrame, zone: tzinfo) -> list[Receipt]:
-    make = receipt_maker()
-    table = frame.select(list(RECEIPT_SCHEMA))
-    if isinstance(zone, ZoneInfo):
-        table = table.with_columns(pl.col("sale_datetime").dt.convert_time_zone(zone.key))
-        return [make(values) for values in table.iter_rows()]
-    at = list(RECEIPT_SCHEMA).index("sale_datetime")
-    out = []
-    for values in table.iter_rows():
-        fixed = list(values)
-        fixed[at] = fixed[at].astimezone(zone)
-        out.append(make(fixed))
-    return out
-
-
-def _statement_records(frame: pl.DataFrame) -> list[StatementRow]:
-    make = statement_row_maker()
-    return [make(values) for values in frame.select(list(STATEMENT_SCHEMA)).iter_rows()]
-
-
-def result_frame(result: ReconResult, receipts: list[Receipt], rows: list[StatementRow]) -> pl.DataFrame:
-    """The outcomes of `result` (of `reconcile(receipts, rows)`) as a frame of `RESULT_SCHEMA`."""
-    columns: dict[str, list[str]] = {name: [] for name in RESULT_SCHEMA}
-    kind, ids, est, status, divs, counterparts, rule = columns.values()
-    # Outcomes are shared between records: format each once (keyed by id(), `result` keeps them).
-    texts: dict[int, tuple[str, str, str, str]] = {}
-    for side, records, get_id in (
-        (Kind.SALE, receipts, _sale_id),
-        (Kind.STATEMENT, rows, _record_id),
-    ):
-        outcomes = result.receipts if side is Kind.SALE else result.statement
-        kind.extend([side.value] * len(records))
-        for rec in records:
-            record_id = get_id(rec)
-            outcome = outcomes[record_id]
-            text = texts.get(id(outcome))
-            if text is None:
-                o_status, o_divs, o_counterparts, o_rule = outcome
-                text = texts[id(outcome)] = (
-                    o_status.value,
-                    "|".join(o_divs),
-                    "|".join(o_counterparts),
-                    o_rule,
-                )
-            ids.append(record_id)
-            est.append(rec.establishment_code)
-            status.append(text[0])
-            divs.append(text[1])
-            counterparts.append(text[2])
-            rule.append(text[3])
-    return pl.DataFrame(columns, schema=RESULT_SCHEMA)
-
-
-def _sale_id(rec: Receipt) -> str:
-    return rec.sale_id
-
-
-def _record_id(rec: StatementRow) -> str:
-    return rec.record_id
-
-
-# --- the matcher ---------------------------------------------------------------------------------
 
 
 def reconcile_frames(
@@ -240,23 +119,15 @@ def reconcile_frames(
     pairs = _fast_pairs(receipts, statement_rows, as_of, zone)
     firsts = pairs.filter(pl.col("first"))
     parts = [
-        firsts.select(
-            kind=pl.lit(Kind.SALE.value),
-            id=pl.col("sale_id"),
-            establishment_code=pl.col("establishment_code"),
-            status=pl.col("status"),
-            divergences=pl.col("divergences"),
-            counterpart_ids=_counterparts(pairs),
-            rule=pl.col("rule"),
-        ),
+        _receipt_outcomes(pairs),
         pairs.select(
-            kind=pl.lit(Kind.STATEMENT.value),
-            id=pl.col("record_id"),
-            establishment_code=pl.col("establishment_code"),
-            status=pl.col("status"),
-            divergences=pl.col("divergences"),
-            counterpart_ids=pl.col("sale_id"),
-            rule=pl.col("rule"),
+            kind=pl.lit(Kind.STATEMENT.value, KIND),
+            id="record_id",
+            establishment_code="establishment_code",
+            status="status",
+            divergences="divergences",
+            counterpart_ids="sale_id",
+            rule="rule",
         ),
     ]
     left_receipts = _without(receipts, firsts["r_at"])
@@ -269,15 +140,14 @@ def reconcile_frames(
         codes = pl.Series(list(residue.irregular), dtype=pl.String).implode()
         left_receipts = left_receipts.filter(pl.col("establishment_code").is_in(codes))
         left_rows = left_rows.filter(pl.col("establishment_code").is_in(codes))
-    vector = pl.concat(parts, how="vertical")
+    frame = pl.concat(parts, how="vertical")
 
     receipt_counts = dict.fromkeys(Status, 0)
     statement_counts = dict.fromkeys(Status, 0)
-    for kind, status, n in vector.group_by("kind", "status").len().iter_rows():
-        counts = receipt_counts if kind == Kind.SALE.value else statement_counts
-        counts[Status(status)] += n
+    for kind, status, n in frame.group_by("kind", "status").len().iter_rows():
+        (receipt_counts if kind == Kind.SALE.value else statement_counts)[Status(status)] += n
     divergence_counts = dict.fromkeys(Divergence, 0)
-    receipts_out = vector.filter(pl.col("kind") == Kind.SALE.value)
+    receipts_out = frame.filter(pl.col("kind") == Kind.SALE.value)
     for text, n in receipts_out.group_by("divergences").len().iter_rows():
         for divergence in text.split("|") if text else ():
             divergence_counts[Divergence(divergence)] += n
@@ -287,10 +157,10 @@ def reconcile_frames(
 
     python_records = left_receipts.height + left_rows.height
     if python_records:
-        recs = _receipt_records(left_receipts, zone)
-        rows = _statement_records(left_rows)
+        recs = receipt_records(left_receipts, zone)
+        rows = statement_records(left_rows)
         rest = reconcile(recs, rows, as_of=as_of, lookback_days=lookback_days, tz=zone)
-        vector = pl.concat([vector, result_frame(rest, recs, rows)], how="vertical")
+        frame = pl.concat([frame, result_frame(rest, recs, rows)], how="vertical")
         for status, n in rest.receipt_status_counts.items():
             receipt_counts[status] += n
         for status, n in rest.statement_status_counts.items():
@@ -301,7 +171,7 @@ def reconcile_frames(
     return FrameResult(
         as_of=as_of,
         lookback_days=lookback_days,
-        frame=vector,
+        frame=frame,
         receipt_status_counts=receipt_counts,
         statement_status_counts=statement_counts,
         divergence_counts=divergence_counts,
@@ -323,24 +193,145 @@ def _without(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
     return frame.filter(~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(positions.implode()))
 
 
-def _bucketed(frame: pl.DataFrame, columns: list[str | pl.Expr]) -> pl.DataFrame:
-    """The records of `frame` that have a bucket, with their position `at`, the bucket's key
-    (`bucket`, `b1`, `b2` beside the establishment) and its hash `h`."""
+def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.LazyFrame:
+    """The records of `frame` that have a bucket: position `at`, `column` and the bucket's hash `h`.
+
+    The hash only gathers the records of one bucket (identifiers without leading zeros: a value
+    of zeros only hashes as '', a relabelling of `_ident`'s '0'); the pairs found are checked on
+    the identifiers themselves, so a collision can only send buckets to the residue. `strip`
+    says whether any NSU / authorization code of either side has leading zeros at all."""
     nsu, auth, txid = pl.col("nsu"), pl.col("authorization_code"), pl.col("txid")
     both = nsu.is_not_null() & auth.is_not_null()
     txid_only = nsu.is_null() & auth.is_null() & txid.is_not_null()
-    keyed = frame.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("at"),
-        pl.when(both)
-        .then(pl.lit(_IDS_BUCKET, pl.Int8))
-        .when(txid_only)
-        .then(pl.lit(_TXID_BUCKET, pl.Int8))
-        .alias("bucket"),
-        pl.when(both).then(ident("nsu")).when(txid_only).then(lowered(frame, "txid")).alias("b1"),
-        pl.when(both).then(ident("authorization_code")).alias("b2"),
-        *columns,
-    ).filter(pl.col("bucket").is_not_null())
-    return keyed.with_columns(h=pl.struct("bucket", "establishment_code", "b1", "b2").hash())
+    first = pl.when(both).then(nsu.str.strip_chars_start("0") if strip[0] else nsu)
+    second = auth.str.strip_chars_start("0") if strip[1] else auth
+    h = (
+        pl.col("establishment_code").hash(0)
+        ^ first.otherwise(lowered(frame, "txid")).hash(1)
+        ^ pl.when(both).then(second).hash(2)
+    )
+    return frame.lazy().with_row_index("at").filter(both | txid_only).select("at", column, h=h)
+
+
+def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bool]:
+    """Whether any NSU, any authorization code of either frame starts with '0'."""
+    found = [
+        frame.select(pl.col("nsu", "authorization_code").str.starts_with("0").any())
+        for frame in (receipts, rows)
+    ]
+    return (
+        bool(found[0]["nsu"][0] or found[1]["nsu"][0]),
+        bool(found[0]["authorization_code"][0] or found[1]["authorization_code"][0]),
+    )
+
+
+def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
+    """The retorno rows of the buckets `try_pair` pairs, by receipt then installment number, each
+    with its receipt, its outcome (`status`, `divergences`, `rule`), `first` on the primary row,
+    and the positions `r_at` / `s_at` in the input frames."""
+    day = _business_day(zone)
+    strip = _leading_zeros(receipts, rows)
+    singles, keyed_rows = pl.collect_all(
+        [
+            _keyed(receipts, "sale_datetime", strip)
+            .filter(pl.col("h").is_unique())
+            .select("h", r_at="at", r_day=day)
+            .filter(pl.col("r_day") <= as_of),
+            _keyed(rows, "installment_number", strip).select("h", s_at="at", number="installment_number"),
+        ]
+    )
+    joined = keyed_rows.join(singles, on="h", how="inner")
+    if joined.is_empty() or joined["number"].max() >= 1 << 32:  # type: ignore[operator]
+        order: Any = ["r_at", "number"]
+    else:
+        order = pl.col("r_at").cast(pl.UInt64) * (1 << 32) + pl.col("number").cast(pl.UInt64)
+    joined = joined.sort(order).select("r_at", "s_at", "number", "r_day")
+    at_s, at_r = joined["s_at"], joined["r_at"]
+    paired = pl.concat(
+        [
+            joined,
+            rows.select(_ROW_COLUMNS)[at_s],
+            receipts.select(_RECEIPT_COLUMNS)[at_r].rename(lambda c: f"r_{c}"),
+        ],
+        how="horizontal",
+    )
+
+    def same_as_before(column: str) -> pl.Expr:
+        return pl.col(column) == pl.col(column).shift(1)
+
+    first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
+    last = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
+    # The bucket checked on the raw identifiers (stricter than the bucket, never looser): the
+    # rows then share NSU, authorization and txid too.
+    row_ok = (
+        (pl.col("establishment_code") == pl.col("r_establishment_code"))
+        & pl.col("nsu").eq_missing(pl.col("r_nsu"))
+        & pl.col("authorization_code").eq_missing(pl.col("r_authorization_code"))
+        & pl.col("txid").eq_missing(pl.col("r_txid"))
+        & (pl.col("event_type") == EventType.SALE.value)
+        & (pl.col("sale_date") <= as_of)
+        & (
+            pl.col("first")
+            | (
+                same_as_before("sale_amount_cents")
+                & same_as_before("sale_date")
+                & same_as_before("installments")
+                & same_as_before("acquirer")
+                & ~same_as_before("number")
+            )
+        )
+    )
+    bad = (~pl.col("row_ok")).cast(pl.UInt32).cum_sum()
+    checked = (
+        paired.lazy()
+        .with_columns(first=first, last=last)
+        .with_columns(row_ok=row_ok)
+        .with_columns(bad=bad)
+        .with_columns(
+            group_bad=pl.when(pl.col("last")).then(pl.col("bad")).backward_fill()
+            > pl.when(pl.col("first"))
+            .then(pl.col("bad") - (~pl.col("row_ok")).cast(pl.UInt32))
+            .forward_fill()
+        )
+    )
+    ids_bucket = pl.col("r_nsu").is_not_null()
+    far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
+    # Computed on the primary row (rows differ in brand and payment type only), then spread.
+    mask = pl.when(pl.col("first")).then(
+        pl.sum_horizontal(
+            (pl.col("r_amount_cents") != pl.col("sale_amount_cents")).cast(pl.UInt8)
+            * DIVERGENCE_BIT[Divergence.AMOUNT],
+            (pl.col("r_installments") != pl.col("installments")).cast(pl.UInt8)
+            * DIVERGENCE_BIT[Divergence.INSTALLMENTS],
+            (pl.col("r_brand") != pl.col("brand")).cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.BRAND],
+            (pl.col("r_payment_type") != pl.col("payment_type")).cast(pl.UInt8)
+            * DIVERGENCE_BIT[Divergence.PAYMENT_TYPE],
+            far.cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.DATE],
+        )
+    )
+    return (
+        checked.filter(~pl.col("group_bad"))
+        .with_columns(mask=mask.forward_fill())
+        .select(
+            "first",
+            "last",
+            "r_at",
+            "s_at",
+            "record_id",
+            "establishment_code",
+            sale_id="r_sale_id",
+            status=pl.when(pl.col("mask") == 0)
+            .then(pl.lit(Status.MATCHED.value, STATUS))
+            .otherwise(pl.lit(Status.DIVERGENT.value, STATUS)),
+            divergences=divergences(pl.col("mask")),
+            rule=pl.when(~ids_bucket)
+            .then(pl.lit(RULE_C_TXID, RULE))
+            .when(far)
+            .then(pl.lit(RULE_A_DATE, RULE))
+            .otherwise(pl.lit(RULE_A, RULE)),
+        )
+        .collect()
+    )
 
 
 def _business_day(zone: tzinfo) -> pl.Expr:
@@ -350,98 +341,31 @@ def _business_day(zone: tzinfo) -> pl.Expr:
     return moment.map_elements(lambda at: at.astimezone(zone).date(), return_dtype=pl.Date)
 
 
-def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
-    """The retorno rows of the buckets `try_pair` pairs, by bucket and installment number, each
-    with its receipt, its outcome (`status`, `divergences`, `rule`, divergence bits `mask`),
-    `first` on the primary row, and the positions `r_at` / `s_at` in the input frames."""
-    r = _bucketed(
-        receipts,
+def _receipt_outcomes(pairs: pl.DataFrame) -> pl.DataFrame:
+    """The receipts' outcomes of the fast pairs: counterparts are the rows by installment number."""
+    one_row = pl.col("first") & pl.col("last")
+    several = pairs.filter(~one_row)
+    joined_ids = (
+        several.select(pl.col("r_at").set_sorted(), "record_id")
+        .group_by("r_at", maintain_order=True)
+        .agg("record_id")
+        .get_column("record_id")
+        .list.join("|")
+    )
+    columns = (
+        pl.lit(Kind.SALE.value, KIND).alias("kind"),
+        pl.col("sale_id").alias("id"),
+        "establishment_code",
+        "status",
+        "divergences",
+    )
+    return pl.concat(
         [
-            "establishment_code",
-            "sale_id",
-            "amount_cents",
-            "installments",
-            "brand",
-            "payment_type",
-            _business_day(zone).alias("r_day"),
+            pairs.filter(one_row).select(*columns, pl.col("record_id").alias("counterpart_ids"), "rule"),
+            several.filter(pl.col("first")).select(*columns, counterpart_ids=joined_ids, rule="rule"),
         ],
-    )
-    # The hash stands for the key: a bucket whose rows' key is not their receipt's (a collision)
-    # is left to the residue, whole.
-    single = r.filter(pl.col("h").is_unique() & (pl.col("r_day") <= as_of)).select(
-        "h",
-        pl.col("at").alias("r_at"),
-        pl.col("bucket").alias("r_bucket"),
-        pl.col("establishment_code").alias("r_est"),
-        pl.col("b1").alias("r_b1"),
-        pl.col("b2").alias("r_b2"),
-        "sale_id",
-        pl.col("amount_cents").alias("r_amount"),
-        pl.col("installments").alias("r_installments"),
-        pl.col("brand").alias("r_brand"),
-        pl.col("payment_type").alias("r_payment_type"),
-        "r_day",
-    )
-    s = _bucketed(
-        rows,
-        [
-            "record_id",
-            "establishment_code",
-            "brand",
-            "payment_type",
-            *_PLAIN_SALE_COLUMNS,
-            "installment_number",
-        ],
-    )
-    joined = s.join(single, on="h", how="inner").sort("h", "installment_number")
-
-    first = pl.col("h") != pl.col("h").shift(1)
-    same_sale = pl.all_horizontal(
-        *(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in _PLAIN_SALE_COLUMNS),
-        pl.col("installment_number") != pl.col("installment_number").shift(1),
-    )
-    row_ok = (
-        (pl.col("bucket") == pl.col("r_bucket"))
-        & (pl.col("establishment_code") == pl.col("r_est"))
-        & (pl.col("b1") == pl.col("r_b1"))
-        & pl.col("b2").eq_missing(pl.col("r_b2"))
-        & (pl.col("event_type") == EventType.SALE.value)
-        & (pl.col("sale_date") <= as_of)
-        & (pl.col("first") | same_sale)
-    )
-    checked = joined.with_columns(first=first.fill_null(True)).with_columns(
-        group=pl.col("first").cum_sum(), ok=row_ok
-    )
-    pairs = checked.filter(pl.col("ok").all().over("group"))
-
-    def primary(column: str) -> pl.Expr:
-        return pl.when(pl.col("first")).then(pl.col(column)).forward_fill()
-
-    far = (pl.col("bucket") == _IDS_BUCKET) & (
-        (pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1
-    )
-    mask = (
-        (pl.col("r_amount") != pl.col("sale_amount_cents")).cast(pl.Int32)
-        | (pl.col("r_installments") != pl.col("installments")).cast(pl.Int32) * 2
-        | (pl.col("r_brand") != primary("brand")).cast(pl.Int32) * 4
-        | (pl.col("r_payment_type") != primary("payment_type")).cast(pl.Int32) * 8
-        | far.cast(pl.Int32) * 64
-    )
-    return pairs.with_columns(mask=mask, s_at=pl.col("at")).with_columns(
-        status=pl.when(pl.col("mask") == 0)
-        .then(pl.lit(Status.MATCHED.value))
-        .otherwise(pl.lit(Status.DIVERGENT.value)),
-        divergences=pl.col("mask").replace_strict(
-            list(range(len(DIVERGENCE_TEXT))), DIVERGENCE_TEXT, return_dtype=pl.String
-        ),
-        rule=pl.when(pl.col("bucket") == _TXID_BUCKET)
-        .then(pl.lit(RULE_C_TXID))
-        .when(far)
-        .then(pl.lit(RULE_A_DATE))
-        .otherwise(pl.lit(RULE_A)),
+        how="vertical",
     )
 
 
-def _counterparts(pairs: pl.DataFrame) -> pl.Series:
-    """Per pair, in the order of `pairs`' primary rows: its record ids by installment number."""
-    return pairs.group_by("group", maintain_order=True).agg(pl.col("record_id").str.join("|"))["record_id"]
+__all__ = ["RESULT_COLUMNS", "FrameResult", "reconcile_frames"]

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from reconciliation.frames import DIVERGENCE_BIT, DIVERGENCE_TEXT, RESULT_SCHEMA, ident, lowered
 from reconciliation.matcher import (
     PIX_TIME_TOLERANCE_SECONDS,
     RULE_A,
@@ -87,13 +88,6 @@ _BASE = (
     "time_if_no_ids",
 )
 _BUCKET = ("establishment_code", "nsu_i", "auth_i")
-# Divergences as bits, in declaration order (the output order).
-DIVERGENCE_BITS = tuple(Divergence)
-DIVERGENCE_TEXT = [
-    "|".join(d.value for bit, d in enumerate(DIVERGENCE_BITS) if mask >> bit & 1)
-    for mask in range(1 << len(DIVERGENCE_BITS))
-]
-_BIT = {d: 1 << bit for bit, d in enumerate(DIVERGENCE_BITS)}
 _INSTANT = [PaymentType.PIX.value, PaymentType.WALLET.value]
 _SALE = EventType.SALE.value
 _OUTCOME = ("status", "divergences", "counterpart_ids", "rule")
@@ -106,21 +100,6 @@ class Residue:
 
     frame: pl.DataFrame
     irregular: frozenset[str]
-
-
-def ident(column: str) -> pl.Expr:
-    """`matcher._ident`: leading zeros dropped, '0' for an identifier of zeros only."""
-    return pl.col(column).str.strip_chars_start("0").replace("", "0")
-
-
-def lowered(frame: pl.DataFrame, column: str) -> pl.Expr:
-    """`value.lower()` as Python computes it (polars' own lower-casing only for ASCII text)."""
-    text = pl.col(column)
-    other = frame.filter(text.str.len_bytes() != text.str.len_chars()).get_column(column).unique()
-    if other.is_empty():
-        return text.str.to_lowercase()
-    mapping = {value: value.lower() for value in other.to_list()}
-    return pl.when(text.is_in(other.implode())).then(text.replace(mapping)).otherwise(text.str.to_lowercase())
 
 
 def _id_order(column: str) -> list[pl.Expr]:
@@ -172,9 +151,8 @@ def residue_outcomes(
     receipts, rows = work.regular(receipts), work.regular(rows)
 
     recs, receipt_copies = _dedupe(_prepared_receipts(receipts, zone), "sale_id", _RECEIPT_CONTENT)
-    kept_rows, row_copies = _dedupe(rows.sort(_id_order("record_id")), "record_id", _ROW_CONTENT)
+    kept_rows, row_copies = _dedupe(rows, "record_id", _ROW_CONTENT)
     row_sale, sales = _sales(work, kept_rows)
-    recs, sales = work.regular(recs), work.regular(sales)
 
     recs = recs.with_row_index("ri")
     pairs = _bucket_pairs(work, recs, sales)
@@ -200,7 +178,7 @@ def residue_outcomes(
         ],
         how="vertical",
     )
-    return Residue(work.regular(frame), frozenset(work.irregular))
+    return Residue(work.regular(frame.cast(RESULT_SCHEMA)), frozenset(work.irregular))
 
 
 def _prepared_receipts(receipts: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
@@ -213,16 +191,25 @@ def _prepared_receipts(receipts: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
         nsu_i=ident("nsu"),
         auth_i=ident("authorization_code"),
         txid_l=lowered(receipts, "txid"),
-    ).sort(_id_order("sale_id"))
+    )
 
 
 def _dedupe(
     frame: pl.DataFrame, id_column: str, content: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(records kept, copies with the id `kept`): `frame` is in id order, the lowest id is kept."""
-    marked = frame.with_columns(kept=pl.col(id_column).first().over(content))
-    is_kept = pl.col(id_column) == pl.col("kept")
-    return marked.filter(is_kept).drop("kept"), marked.filter(~is_kept)
+    """(records kept, copies with the id `kept`): of equal records the lowest id is kept."""
+    repeated = pl.struct(content).is_duplicated()
+    if not frame.select(repeated.any()).item():
+        return frame, frame.clear().with_columns(kept=pl.col(id_column))
+    marked = frame.with_columns(repeated=repeated)
+    copies = (
+        marked.filter("repeated")
+        .sort(_id_order(id_column))
+        .with_columns(kept=pl.col(id_column).first().over(content))
+        .filter(pl.col(id_column) != pl.col("kept"))
+    )
+    kept = marked.join(copies.select(id_column), on=id_column, how="anti").drop("repeated")
+    return kept, copies.drop("repeated")
 
 
 def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFrame:
@@ -237,54 +224,59 @@ def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFram
     )
 
 
+def _key_hash(work: _Work, frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.Expr:
+    """A hash of `columns`, standing for them: a collision makes every establishment irregular."""
+    key = pl.struct(columns)
+    distinct = frame.select(key.n_unique().alias("key"), key.hash().n_unique().alias("hash")).row(0)
+    if distinct[0] != distinct[1]:
+        work.flag(frame, pl.lit(True))
+    return key.hash()
+
+
 def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`matcher._group_sales` on the kept rows (in id order): (record_id, establishment, sale id
-    `sid`) per row, and one row per sale: its primary row's columns, its ids, its events."""
+    """`matcher._group_sales` on the kept rows: (record_id, establishment, sale id `sid`) per
+    row, and one row per sale: its primary row's columns, its ids, its events."""
     is_sale = pl.col("event_type") == _SALE
     no_ids = pl.col("nsu").is_null() & pl.col("authorization_code").is_null() & pl.col("txid").is_null()
-    grouped = rows.with_columns(
-        position=pl.int_range(pl.len(), dtype=pl.Int64),
-        time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")),
-        is_event=~is_sale,
-    ).with_columns(
-        # Installment rows: one sale per (base, sale amount); events: one orphan sale per
-        # (base, sale amount), used only if no sale has their base.
-        group=pl.col("position").first().over(*_BASE, "sale_amount_cents", "is_event"),
-    )
+    rows = rows.with_columns(time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")), is_event=~is_sale)
+    # Installment rows: one sale per (base, sale amount); events: one orphan sale per
+    # (base, sale amount), used only if no sale has their base.
+    group = _key_hash(work, rows, (*_BASE, "sale_amount_cents", "is_event"))
+    base = _key_hash(work, rows, _BASE)
     candidate = pl.when(is_sale).then(pl.col("group"))
-    grouped = grouped.with_columns(
-        low=candidate.min().over(_BASE),
-        high=candidate.max().over(_BASE),
+    grouped = (
+        rows.with_columns(group=group, base=base)
+        .with_columns(low=candidate.min().over("base"), high=candidate.max().over("base"))
+        .with_columns(
+            sid=pl.when(is_sale | pl.col("low").is_null()).then(pl.col("group")).otherwise(pl.col("low"))
+        )
     )
     work.flag(grouped, ~is_sale & (pl.col("low") != pl.col("high")))
-    grouped = grouped.with_columns(
-        sid=pl.when(is_sale | pl.col("low").is_null()).then(pl.col("group")).otherwise(pl.col("low"))
-    )
-    work.flag(
-        grouped.filter(is_sale),
-        pl.col("installment_number").n_unique().over("sid") != pl.len().over("sid"),
-    )
-    grouped = work.regular(grouped)
+    work.flag(grouped, is_sale & pl.struct("sid", "installment_number", "is_event").is_duplicated())
 
-    # Rows by installment number, then events in id order (the sort is stable).
+    # Rows by installment number, then events in id order.
     ordered = grouped.sort(
         "sid",
         "is_event",
         pl.when(is_sale).then(pl.col("installment_number")).otherwise(0),
-        maintain_order=True,
+        *_id_order("record_id"),
     )
     per_sale = ordered.group_by("sid", maintain_order=True).agg(
-        ids=pl.col("record_id").str.join("|"),
+        ids=pl.col("record_id"),
         has_events=pl.col("is_event").any(),
         cancellations=(pl.col("event_type") == EventType.CANCELLATION.value).sum(),
         chargebacks=(pl.col("event_type") == EventType.CHARGEBACK.value).sum(),
         reversals=(pl.col("event_type") == EventType.CHARGEBACK_REVERSAL.value).sum(),
     )
     # The primary row: the lowest installment number; among events, then the lowest id.
-    primary = (
-        grouped.sort("sid", "is_event", "installment_number", maintain_order=True)
-        .group_by("sid", maintain_order=True)
-        .first()
+    primary = pl.concat(
+        [
+            ordered.filter(~pl.col("is_event")).unique("sid", keep="first", maintain_order=True),
+            grouped.filter(pl.col("sid") == pl.col("group"), pl.col("is_event"))
+            .sort("sid", "installment_number", *_id_order("record_id"))
+            .unique("sid", keep="first", maintain_order=True),
+        ],
+        how="vertical",
     )
     moment = (
         pl.col("sale_date")
@@ -304,7 +296,7 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
         payment_type=pl.col("payment_type"),
         has_time=pl.col("sale_time").is_not_null(),
         ts=moment.dt.epoch("us").cast(pl.Float64) / 1e6,
-    ).join(per_sale, on="sid", how="inner")
+    ).join(per_sale.with_columns(pl.col("ids").list.join("|")), on="sid", how="inner")
     # Python would place a time the clocks skip with its fold; not worth the vector form.
     work.flag(sales, pl.col("has_time") & pl.col("ts").is_null())
     row_sale = grouped.select("record_id", "establishment_code", "sid")
@@ -464,7 +456,7 @@ def _emit(
         Divergence.NSU: differs("nsu_i", "s_nsu"),
         Divergence.DATE: pl.col("rule") == RULE_A_DATE,
     }
-    mask = pl.sum_horizontal(flag.cast(pl.Int32) * _BIT[d] for d, flag in flags.items())
+    mask = pl.sum_horizontal(flag.cast(pl.Int32) * DIVERGENCE_BIT[d] for d, flag in flags.items())
     status = (
         pl.when(pl.col("mask") == 0)
         .then(pl.lit(Status.MATCHED.value))

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
+from reconciliation.frames import receipts_frame, result_frame, statement_frame
 from reconciliation.matcher import ReconResult, reconcile
-from reconciliation.matcher_columnar import (
-    FrameResult,
-    receipts_frame,
-    reconcile_frames,
-    result_frame,
-    statement_frame,
-)
+from reconciliation.matcher_columnar import FrameResult, reconcile_frames
 from reconciliation.records import Receipt, StatementRow
 
 

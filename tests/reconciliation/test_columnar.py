@@ -11,12 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciliation import synth
-from reconciliation.matcher_columnar import (
-    RECEIPT_SCHEMA,
-    receipts_frame,
-    reconcile_frames,
-    statement_frame,
-)
+from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, statement_frame
+from reconciliation.matcher_columnar import reconcile_frames
 from reconciliation.records import EventType, PaymentType, Receipt, StatementRow
 from tests.reconciliation.columnar_check import both_matchers
 from tests.reconciliation.factories import TZ, event, receipt, rows_like, sale_rows
