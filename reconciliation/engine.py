@@ -1,7 +1,8 @@
 """`recon run`: load the stored records, call the pure matcher, store the results, record the run.
 
 Correctness first: the stored results are exactly what `matcher.reconcile()` returns on all the
-records of each establishment. Pairing never crosses establishments, so the work is done one
+records of each establishment (computed by its columnar twin, `matcher_columnar`, over frames
+read straight from the database). Pairing never crosses establishments, so the work is done one
 group of establishments at a time (bounded memory) and an establishment whose data and as-of did
 not change since its results were computed is not loaded at all: every import or correction
 touching it bumps its `data_version`, and the results remember the (as-of, look-back, data
@@ -10,7 +11,6 @@ version) they were computed for. `force=True` recomputes everything (the reprodu
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
 import zlib
@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import polars as pl
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 from onboarding import db as desk_db
 from onboarding.db import utcnow
 from onboarding.errors import NotFound
-from reconciliation import clock, matcher, records, store
+from reconciliation import clock, matcher_columnar, records, store
 from reconciliation.models import Establishment, Result, Run, StoredReceipt, StoredStatementRow
 
 CHUNK_RECORDS = 300_000
@@ -214,11 +215,9 @@ def reconcile_into(
     writes = ChunkWrites()
     for chunk in _chunks(stale, sizes):
         has_results = any(e.result_digest is not None for e in chunk)
-        big = sum(sum(sizes.get(e.code, (0, 0))) for e in chunk) > CHUNK_RECORDS
         digests = _reconcile_chunk(
-            conn, [e.code for e in chunk], run_id, as_of, lookback, tz, writes, has_results, stream=big
+            conn, [e.code for e in chunk], run_id, as_of, lookback, tz, writes, has_results
         )
-        gc.collect()  # the matcher's pairs refer to each other: free the chunk before the next one
         for est in chunk:
             est.result_run_id = run_id
             est.result_as_of = as_of
@@ -299,99 +298,53 @@ def _reconcile_chunk(
     tz: ZoneInfo,
     writes: ChunkWrites,
     has_results: bool,
-    stream: bool,
 ) -> dict[str, str]:
-    """Reconcile the establishments `codes` (one `reconcile()` call each: pairing never crosses
+    """Reconcile the establishments `codes` (one columnar run: pairing never crosses
     establishments) and store what changed in their results: new rows inserted, changed rows
     overwritten, unchanged rows left alone. Returns a digest of the results per establishment."""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of young objects and no garbage: the collector would only slow down
-    try:
-        receipts = _by_establishment(store.load_receipts(conn, codes, tz, stream=stream))
-        rows = _by_establishment(store.load_statement_rows(conn, codes, tz, stream=stream))
-        stored = (
-            store.load_results(conn, codes, stream=stream)
-            if has_results
-            else {k.value: {} for k in records.Kind}
-        )
-        digests: dict[str, str] = {}
-        changed: list[store.ResultRow] = []
-
-        def new_blocks() -> Iterator[store.ResultBlock]:
-            for code in codes:
-                result = matcher.reconcile(
-                    receipts.pop(code, []), rows.pop(code, []), as_of=as_of, lookback_days=lookback, tz=tz
-                )
-                yield from _result_blocks(code, result, stored, changed, writes, digests)
-
-        writes.inserted += store.insert_results(conn, new_blocks(), run_id)
+    receipts = store.load_receipt_frame(conn, codes, tz)
+    rows = store.load_statement_frame(conn, codes, tz)
+    result = matcher_columnar.reconcile_frames(receipts, rows, as_of=as_of, lookback_days=lookback, tz=tz)
+    del receipts, rows
+    new = result.frame.rename({"id": "record_key"}).cast(store.RESULT_FRAME_SCHEMA)  # type: ignore[arg-type]
+    digests = _digests(new, codes)
+    if has_results:
+        stored = store.load_result_frame(conn, codes)
+        key = ["kind", "record_key"]
+        both = new.join(stored, on=key, how="inner", suffix="_stored")
+        same = pl.all_horizontal(pl.col(c) == pl.col(f"{c}_stored") for c in store.RESULT_TAIL_COLUMNS)
+        writes.unchanged += both.filter(same).height
+        changed = [
+            (kind, record_key, est, (status, divs, counterparts, rule))
+            for kind, record_key, est, status, divs, counterparts, rule in both.filter(~same)
+            .select(new.columns)
+            .iter_rows()
+        ]
         writes.updated += store.update_results(conn, changed, run_id)
-        vanished = [(kind, key) for kind, by_key in stored.items() for key in by_key]
+        vanished = stored.join(new, on=key, how="anti").select(key).rows()
         writes.deleted += store.delete_results(conn, vanished)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+        new = new.join(stored, on=key, how="anti")
+    writes.inserted += store.insert_result_frame(conn, new, run_id)
     return digests
 
 
-def _by_establishment(recs: list[Any]) -> dict[str, list[Any]]:
-    groups: dict[str, list[Any]] = {}
-    for rec in recs:
-        group = groups.get(rec.establishment_code)
-        if group is None:
-            groups[rec.establishment_code] = [rec]
-        else:
-            group.append(rec)
-    return groups
-
-
-def _result_blocks(
-    code: str,
-    result: matcher.ReconResult,
-    stored: dict[str, dict[str, store.ResultTail]],
-    changed: list[store.ResultRow],
-    writes: ChunkWrites,
-    digests: dict[str, str],
-) -> Iterator[store.ResultBlock]:
-    """The results of one establishment that are not stored yet, one block per kind; results
-    stored with other values go to `changed`, stored results no longer produced stay in `stored`.
-
-    Once done, `digests[code]` holds the digest of all its results: an order-independent sum of
-    the CRC32 of each row's text, and the row count."""
-    crc = zlib.crc32
-    total = count = 0
-    for kind, side in (
-        (records.Kind.SALE.value, result.receipts),
-        (records.Kind.STATEMENT.value, result.statement),
-    ):
-        # Outcomes are shared between the rows of one retorno sale: format them once.
-        # Keyed by id(); the outcome is kept in the value so that its id is never reused meanwhile.
-        cache: dict[int, tuple[Any, store.ResultTail, int]] = {}
-        prefix = f"{kind}\t".encode()
-        before = stored[kind]
-        keys: list[str] = []
-        tails: list[store.ResultTail] = []
-        for record_key, outcome in side.items():
-            cached = cache.get(id(outcome))
-            if cached is None:
-                status, divergences, counterparts, rule = outcome
-                tail = (status.value, "|".join(divergences), "|".join(counterparts), rule)
-                cached = cache[id(outcome)] = (outcome, tail, crc(prefix + "\t".join(tail).encode()))
-            tail = cached[1]
-            total += crc(record_key.encode(), cached[2])
-            if before:
-                previous = before.pop(record_key, None)
-                if previous is not None:
-                    if previous == tail:
-                        writes.unchanged += 1
-                    else:
-                        changed.append((kind, record_key, code, tail))
-                    continue
-            keys.append(record_key)
-            tails.append(tail)
-        count += len(side)
-        yield kind, code, keys, tails
-    digests[code] = f"{total & 0xFFFFFFFFFFFFFFFF:016x}{count:08x}"
+def _digests(results: pl.DataFrame, codes: list[str]) -> dict[str, str]:
+    """Per establishment, a digest of all its results: an order-independent sum of the CRC32 of
+    each row's text, and the row count."""
+    text = pl.concat_str(
+        "kind",
+        *(e for c in store.RESULT_TAIL_COLUMNS for e in (pl.lit("\t"), pl.col(c))),
+        "record_key",
+    )
+    lines = results.select(text.cast(pl.Binary)).to_series().to_list()
+    sums = (
+        results.select("establishment_code")
+        .with_columns(crc=pl.Series(list(map(zlib.crc32, lines)), dtype=pl.Int64))
+        .group_by("establishment_code")
+        .agg(total=pl.col("crc").sum(), count=pl.len())
+    )
+    found = {code: f"{total & 0xFFFFFFFFFFFFFFFF:016x}{count:08x}" for code, total, count in sums.iter_rows()}
+    return {code: found.get(code, f"{0:016x}{0:08x}") for code in codes}
 
 
 # --- reading results ---------------------------------------------------------------------------

@@ -116,22 +116,11 @@ def reconcile_frames(
     _check_ids(receipts, "sale_id")
     _check_ids(statement_rows, "record_id")
 
-    pairs = _fast_pairs(receipts, statement_rows, as_of, zone)
-    firsts = pairs.filter(pl.col("first"))
-    parts = [
-        _receipt_outcomes(pairs),
-        pairs.select(
-            kind=pl.lit(Kind.STATEMENT.value, KIND),
-            id="record_id",
-            establishment_code="establishment_code",
-            status="status",
-            divergences="divergences",
-            counterpart_ids="sale_id",
-            rule="rule",
-        ),
-    ]
-    left_receipts = _without(receipts, firsts["r_at"])
-    left_rows = _without(statement_rows, pairs["s_at"])
+    fast = _fast_pairs(receipts, statement_rows, as_of, zone)
+    tally = _Tally()
+    parts = [fast.receipts, fast.rows]
+    left_receipts = _without(receipts, fast.receipts.get_column("at"))
+    left_rows = _without(statement_rows, fast.rows.get_column("at"))
     if isinstance(zone, ZoneInfo):
         residue = residue_outcomes(
             left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone
@@ -140,44 +129,57 @@ def reconcile_frames(
         codes = pl.Series(list(residue.irregular), dtype=pl.String).implode()
         left_receipts = left_receipts.filter(pl.col("establishment_code").is_in(codes))
         left_rows = left_rows.filter(pl.col("establishment_code").is_in(codes))
-    frame = pl.concat(parts, how="vertical")
-
-    receipt_counts = dict.fromkeys(Status, 0)
-    statement_counts = dict.fromkeys(Status, 0)
-    for kind, status, n in frame.group_by("kind", "status").len().iter_rows():
-        (receipt_counts if kind == Kind.SALE.value else statement_counts)[Status(status)] += n
-    divergence_counts = dict.fromkeys(Divergence, 0)
-    receipts_out = frame.filter(pl.col("kind") == Kind.SALE.value)
-    for text, n in receipts_out.group_by("divergences").len().iter_rows():
-        for divergence in text.split("|") if text else ():
-            divergence_counts[Divergence(divergence)] += n
-    pairs_count = receipts_out.filter(
-        (pl.col("status") != Status.DUPLICATE.value) & (pl.col("counterpart_ids") != "")
-    ).height
-
+    parts = [part.select(RESULT_COLUMNS) for part in parts]
+    for part in parts:
+        tally.add_frame(part)
     python_records = left_receipts.height + left_rows.height
     if python_records:
         recs = receipt_records(left_receipts, zone)
         rows = statement_records(left_rows)
         rest = reconcile(recs, rows, as_of=as_of, lookback_days=lookback_days, tz=zone)
-        frame = pl.concat([frame, result_frame(rest, recs, rows)], how="vertical")
-        for status, n in rest.receipt_status_counts.items():
-            receipt_counts[status] += n
-        for status, n in rest.statement_status_counts.items():
-            statement_counts[status] += n
-        for divergence, n in rest.divergence_counts.items():
-            divergence_counts[divergence] += n
-        pairs_count += rest.pairs
+        parts.append(result_frame(rest, recs, rows))
+        tally.add_result(rest)
     return FrameResult(
         as_of=as_of,
         lookback_days=lookback_days,
-        frame=frame,
-        receipt_status_counts=receipt_counts,
-        statement_status_counts=statement_counts,
-        divergence_counts=divergence_counts,
-        pairs=pairs_count,
+        frame=pl.concat(parts, how="vertical"),
+        receipt_status_counts=tally.receipts,
+        statement_status_counts=tally.statement,
+        divergence_counts=tally.divergences,
+        pairs=tally.pairs,
         python_records=python_records,
     )
+
+
+class _Tally:
+    """The counts of `ReconResult`, added up from the parts of a result."""
+
+    def __init__(self) -> None:
+        self.receipts = dict.fromkeys(Status, 0)
+        self.statement = dict.fromkeys(Status, 0)
+        self.divergences = dict.fromkeys(Divergence, 0)
+        self.pairs = 0
+
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        paired = (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
+        counts = frame.group_by("kind", "status", "divergences", paired.alias("paired")).len()
+        for kind, status, divergences_text, is_pair, n in counts.iter_rows():
+            if kind == Kind.STATEMENT.value:
+                self.statement[Status(status)] += n
+                continue
+            self.receipts[Status(status)] += n
+            self.pairs += n if is_pair else 0
+            for divergence in divergences_text.split("|") if divergences_text else ():
+                self.divergences[Divergence(divergence)] += n
+
+    def add_result(self, result: matcher.ReconResult) -> None:
+        for status, n in result.receipt_status_counts.items():
+            self.receipts[status] += n
+        for status, n in result.statement_status_counts.items():
+            self.statement[status] += n
+        for divergence, n in result.divergence_counts.items():
+            self.divergences[divergence] += n
+        self.pairs += result.pairs
 
 
 def _check_ids(frame: pl.DataFrame, column: str) -> None:
@@ -190,7 +192,8 @@ def _check_ids(frame: pl.DataFrame, column: str) -> None:
 
 
 def _without(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
-    return frame.filter(~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(positions.implode()))
+    keep = pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True).scatter(positions, False)
+    return frame.filter(keep)
 
 
 def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.LazyFrame:
@@ -225,10 +228,8 @@ def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bo
     )
 
 
-def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
-    """The retorno rows of the buckets `try_pair` pairs, by receipt then installment number, each
-    with its receipt, its outcome (`status`, `divergences`, `rule`), `first` on the primary row,
-    and the positions `r_at` / `s_at` in the input frames."""
+def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> _Fast:
+    """The outcomes of the buckets `try_pair` pairs."""
     day = _business_day(zone)
     strip = _leading_zeros(receipts, rows)
     singles, keyed_rows = pl.collect_all(
@@ -271,7 +272,7 @@ def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: t
         & (pl.col("event_type") == EventType.SALE.value)
         & (pl.col("sale_date") <= as_of)
         & (
-            pl.col("first")
+            first
             | (
                 same_as_before("sale_amount_cents")
                 & same_as_before("sale_date")
@@ -281,57 +282,89 @@ def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: t
             )
         )
     )
-    bad = (~pl.col("row_ok")).cast(pl.UInt32).cum_sum()
-    checked = (
-        paired.lazy()
-        .with_columns(first=first, last=last)
-        .with_columns(row_ok=row_ok)
-        .with_columns(bad=bad)
-        .with_columns(
-            group_bad=pl.when(pl.col("last")).then(pl.col("bad")).backward_fill()
-            > pl.when(pl.col("first"))
-            .then(pl.col("bad") - (~pl.col("row_ok")).cast(pl.UInt32))
-            .forward_fill()
-        )
+    flags = paired.select(first=first, last=last, bad=~row_ok)
+    # Groups are runs of rows: a group is bad if its run holds a bad row.
+    bad_so_far = pl.col("bad").cast(pl.UInt32).cum_sum()
+    keep = ~(
+        pl.when(pl.col("last")).then(bad_so_far).backward_fill()
+        > pl.when(pl.col("first")).then(bad_so_far - pl.col("bad").cast(pl.UInt32)).forward_fill()
     )
+    flags = flags.with_columns(keep=keep)
+    kept = pl.concat([paired, flags], how="horizontal").filter("keep")
+
+    # Outcomes on the primary rows (rows of one sale differ in brand and payment type only).
     ids_bucket = pl.col("r_nsu").is_not_null()
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
-    # Computed on the primary row (rows differ in brand and payment type only), then spread.
-    mask = pl.when(pl.col("first")).then(
-        pl.sum_horizontal(
-            (pl.col("r_amount_cents") != pl.col("sale_amount_cents")).cast(pl.UInt8)
-            * DIVERGENCE_BIT[Divergence.AMOUNT],
-            (pl.col("r_installments") != pl.col("installments")).cast(pl.UInt8)
-            * DIVERGENCE_BIT[Divergence.INSTALLMENTS],
-            (pl.col("r_brand") != pl.col("brand")).cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.BRAND],
-            (pl.col("r_payment_type") != pl.col("payment_type")).cast(pl.UInt8)
-            * DIVERGENCE_BIT[Divergence.PAYMENT_TYPE],
-            far.cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.DATE],
-        )
+    mask = pl.sum_horizontal(
+        (pl.col("r_amount_cents") != pl.col("sale_amount_cents")).cast(pl.UInt8)
+        * DIVERGENCE_BIT[Divergence.AMOUNT],
+        (pl.col("r_installments") != pl.col("installments")).cast(pl.UInt8)
+        * DIVERGENCE_BIT[Divergence.INSTALLMENTS],
+        (pl.col("r_brand") != pl.col("brand")).cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.BRAND],
+        (pl.col("r_payment_type") != pl.col("payment_type")).cast(pl.UInt8)
+        * DIVERGENCE_BIT[Divergence.PAYMENT_TYPE],
+        far.cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.DATE],
     )
-    return (
-        checked.filter(~pl.col("group_bad"))
-        .with_columns(mask=mask.forward_fill())
+    primaries = (
+        kept.filter("first")
         .select(
-            "first",
-            "last",
-            "r_at",
-            "s_at",
-            "record_id",
+            pl.col("r_at").alias("at"),
+            pl.col("r_sale_id").alias("id"),
             "establishment_code",
-            sale_id="r_sale_id",
-            status=pl.when(pl.col("mask") == 0)
-            .then(pl.lit(Status.MATCHED.value, STATUS))
-            .otherwise(pl.lit(Status.DIVERGENT.value, STATUS)),
-            divergences=divergences(pl.col("mask")),
+            "record_id",
+            one_row="last",
+            mask=mask,
             rule=pl.when(~ids_bucket)
             .then(pl.lit(RULE_C_TXID, RULE))
             .when(far)
             .then(pl.lit(RULE_A_DATE, RULE))
             .otherwise(pl.lit(RULE_A, RULE)),
         )
-        .collect()
+        .with_columns(
+            status=pl.when(pl.col("mask") == 0)
+            .then(pl.lit(Status.MATCHED.value, STATUS))
+            .otherwise(pl.lit(Status.DIVERGENT.value, STATUS)),
+            divergences=divergences(pl.col("mask")),
+        )
     )
+    group = (pl.col("first").cast(pl.UInt32).cum_sum() - 1).alias("group")
+    row_outcomes = primaries.select("status", "divergences", "rule")[kept.select(group).to_series()]
+    rows_out = pl.concat(
+        [
+            kept.select(
+                kind=pl.lit(Kind.STATEMENT.value, KIND),
+                id="record_id",
+                establishment_code="establishment_code",
+                counterpart_ids="r_sale_id",
+                at="s_at",
+            ),
+            row_outcomes,
+        ],
+        how="horizontal",
+    )
+    several = kept.filter(~(pl.col("first") & pl.col("last"))).select(
+        pl.col("r_at").set_sorted(), "record_id"
+    )
+    joined_ids = several.group_by("r_at", maintain_order=True).agg("record_id").get_column("record_id")
+    one_row = pl.col("one_row")
+    receipts_out = pl.concat(
+        [
+            primaries.filter(one_row).rename({"record_id": "counterpart_ids"}),
+            primaries.filter(~one_row)
+            .with_columns(counterpart_ids=joined_ids.list.join("|"))
+            .drop("record_id"),
+        ],
+        how="diagonal",
+    ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:], "at")
+    return _Fast(receipts_out, rows_out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fast:
+    """Outcomes of the fast pairs (`RESULT_COLUMNS` and the record's position `at`)."""
+
+    receipts: pl.DataFrame
+    rows: pl.DataFrame
 
 
 def _business_day(zone: tzinfo) -> pl.Expr:
@@ -339,33 +372,6 @@ def _business_day(zone: tzinfo) -> pl.Expr:
     if isinstance(zone, ZoneInfo):
         return moment.dt.convert_time_zone(zone.key).dt.date()
     return moment.map_elements(lambda at: at.astimezone(zone).date(), return_dtype=pl.Date)
-
-
-def _receipt_outcomes(pairs: pl.DataFrame) -> pl.DataFrame:
-    """The receipts' outcomes of the fast pairs: counterparts are the rows by installment number."""
-    one_row = pl.col("first") & pl.col("last")
-    several = pairs.filter(~one_row)
-    joined_ids = (
-        several.select(pl.col("r_at").set_sorted(), "record_id")
-        .group_by("r_at", maintain_order=True)
-        .agg("record_id")
-        .get_column("record_id")
-        .list.join("|")
-    )
-    columns = (
-        pl.lit(Kind.SALE.value, KIND).alias("kind"),
-        pl.col("sale_id").alias("id"),
-        "establishment_code",
-        "status",
-        "divergences",
-    )
-    return pl.concat(
-        [
-            pairs.filter(one_row).select(*columns, pl.col("record_id").alias("counterpart_ids"), "rule"),
-            several.filter(pl.col("first")).select(*columns, counterpart_ids=joined_ids, rule="rule"),
-        ],
-        how="vertical",
-    )
 
 
 __all__ = ["RESULT_COLUMNS", "FrameResult", "reconcile_frames"]

@@ -155,12 +155,17 @@ def residue_outcomes(
     row_sale, sales = _sales(work, kept_rows)
 
     recs = recs.with_row_index("ri")
-    pairs = _bucket_pairs(work, recs, sales)
+    found = _bucket_pairs(work, recs, sales)
+    found_all = [found]
+    # The general path: rules (b) and (c) in turn over the records dated up to `as_of` still free.
+    free_r, free_s = recs.filter(pl.col("r_day") <= as_of), sales.filter(pl.col("day") <= as_of)
     for step in (_rule_b_nsu, _rule_b_auth, _rule_c_txid, _rule_c_time):
-        free_r = recs.join(pairs, on="ri", how="anti").filter(pl.col("r_day") <= as_of)
-        free_s = sales.join(pairs, on="sid", how="anti").filter(pl.col("day") <= as_of)
+        if not found.is_empty():
+            free_r = free_r.filter(~pl.col("ri").is_in(found.get_column("ri").implode()))
+            free_s = free_s.filter(~pl.col("sid").is_in(found.get_column("sid").implode()))
         found = step(work, free_r, free_s)
-        pairs = pl.concat([pairs, found], how="vertical")
+        found_all.append(found)
+    pairs = pl.concat(found_all, how="vertical")
 
     receipt_out, sale_out = _emit(work, recs, sales, pairs)
     rows_out = row_sale.join(sale_out, on="sid", how="inner").select(
@@ -198,18 +203,18 @@ def _dedupe(
     frame: pl.DataFrame, id_column: str, content: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records kept, copies with the id `kept`): of equal records the lowest id is kept."""
-    repeated = pl.struct(content).is_duplicated()
-    if not frame.select(repeated.any()).item():
+    # Equal records have equal hashes: only those are compared column by column.
+    maybe = frame.select(pl.struct(content).hash().is_duplicated()).to_series()
+    if not maybe.any():
         return frame, frame.clear().with_columns(kept=pl.col(id_column))
-    marked = frame.with_columns(repeated=repeated)
     copies = (
-        marked.filter("repeated")
+        frame.filter(maybe)
         .sort(_id_order(id_column))
         .with_columns(kept=pl.col(id_column).first().over(content))
         .filter(pl.col(id_column) != pl.col("kept"))
     )
-    kept = marked.join(copies.select(id_column), on=id_column, how="anti").drop("repeated")
-    return kept, copies.drop("repeated")
+    kept = frame.filter(~pl.col(id_column).is_in(copies.get_column(id_column).implode()))
+    return kept, copies
 
 
 def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFrame:
@@ -224,13 +229,13 @@ def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFram
     )
 
 
-def _key_hash(work: _Work, frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.Expr:
-    """A hash of `columns`, standing for them: a collision makes every establishment irregular."""
+def _key_hash(work: _Work, frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.Series:
+    """A hash of `columns` standing for them: a collision makes every establishment irregular."""
     key = pl.struct(columns)
-    distinct = frame.select(key.n_unique().alias("key"), key.hash().n_unique().alias("hash")).row(0)
-    if distinct[0] != distinct[1]:
+    hashed = frame.select(key.hash()).to_series()
+    if frame.select(key.n_unique()).item() != hashed.n_unique():
         work.flag(frame, pl.lit(True))
-    return key.hash()
+    return hashed
 
 
 def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -241,11 +246,11 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     rows = rows.with_columns(time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")), is_event=~is_sale)
     # Installment rows: one sale per (base, sale amount); events: one orphan sale per
     # (base, sale amount), used only if no sale has their base.
-    group = _key_hash(work, rows, (*_BASE, "sale_amount_cents", "is_event"))
     base = _key_hash(work, rows, _BASE)
     candidate = pl.when(is_sale).then(pl.col("group"))
     grouped = (
-        rows.with_columns(group=group, base=base)
+        rows.with_columns(base=base, position=pl.int_range(pl.len(), dtype=pl.Int64))
+        .with_columns(group=pl.col("position").first().over("base", "sale_amount_cents", "is_event"))
         .with_columns(low=candidate.min().over("base"), high=candidate.max().over("base"))
         .with_columns(
             sid=pl.when(is_sale | pl.col("low").is_null()).then(pl.col("group")).otherwise(pl.col("low"))
@@ -323,26 +328,26 @@ def _bucket_pairs(work: _Work, recs: pl.DataFrame, sales: pl.DataFrame) -> pl.Da
     )
     met = by_r.join(by_s, on=_BUCKET, how="inner")
     work.flag(met, (pl.col("n_r") > 1) | (pl.col("n_s") > 1))
-    live = work.regular(met).filter((pl.col("r_day") <= work.as_of) & (pl.col("day") <= work.as_of))
+    live = met.filter((pl.col("r_day") <= work.as_of) & (pl.col("day") <= work.as_of))
     near = (pl.col("r_day") - pl.col("day")).dt.total_days().abs() <= 1
     return live.select("ri", "sid", rule=pl.when(near).then(pl.lit(RULE_A)).otherwise(pl.lit(RULE_A_DATE)))
 
 
 def _candidates(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame, key: list[str]) -> pl.DataFrame:
-    """Every (receipt, sale) sharing `key`, with the counts of receipts `n_r` and sales `n_s`
-    of the key; a key with too many candidate pairs makes its establishment irregular."""
-    rs = rs.with_columns(n_r=pl.len().over(key))
-    ss = ss.join(rs.select(key).unique(), on=key, how="semi").with_columns(n_s=pl.len().over(key))
-    sizes = rs.select(*key, "n_r").unique().join(ss.select(*key, "n_s").unique(), on=key)
-    work.flag(sizes, pl.col("n_r") * pl.col("n_s") > JOIN_LIMIT)
-    return work.regular(rs).join(work.regular(ss), on=key, how="inner", suffix="_s")
+    """Every (receipt, sale) sharing `key`, with the number of such pairs of the key `in_key`;
+    a key with too many makes its establishment irregular."""
+    sizes = rs.group_by(key).len("n_r").join(ss.group_by(key).len("n_s"), on=key)
+    crowded = sizes.filter(pl.col("n_r") * pl.col("n_s") > JOIN_LIMIT)
+    if not crowded.is_empty():
+        work.flag(crowded, pl.lit(True))
+        rs = rs.join(crowded, on=key, how="anti")
+    return rs.join(ss, on=key, how="inner", suffix="_s").with_columns(in_key=pl.len().over(key))
 
 
 def _unique_pairs(joined: pl.DataFrame, r_pos: str, s_pos: str, tolerance: float) -> pl.DataFrame:
     """`matcher._unique_pairs` over candidates: pairs that are each other's only candidate within
     `tolerance`, with Python's float arithmetic (one of each: the distance; else the windows)."""
     r, s = pl.col(r_pos), pl.col(s_pos)
-    alone = (pl.col("n_r") == 1) & (pl.col("n_s") == 1)
     in_r_window = (s >= r - tolerance) & (s <= r + tolerance)
     in_s_window = (r >= s - tolerance) & (r <= s + tolerance)
     counted = joined.with_columns(
@@ -350,7 +355,7 @@ def _unique_pairs(joined: pl.DataFrame, r_pos: str, s_pos: str, tolerance: float
         s_count=in_s_window.sum().over("sid"),
     )
     return counted.filter(
-        pl.when(alone)
+        pl.when(pl.col("in_key") == 1)
         .then((r - s).abs() <= tolerance)
         .otherwise(in_r_window & (pl.col("r_count") == 1) & (pl.col("s_count") == 1))
     )
@@ -379,8 +384,8 @@ def _rule_c_txid(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFram
     rs = rs.filter(pl.col("txid_l").is_not_null()).select("ri", *key)
     ss = ss.filter(pl.col("txid_l").is_not_null()).select("sid", *key)
     joined = _candidates(work, rs, ss, key)
-    work.flag(joined, (pl.col("n_r") > 1) | (pl.col("n_s") > 1))
-    return _pairs_frame(work.regular(joined), RULE_C_TXID)
+    work.flag(joined, pl.col("in_key") > 1)
+    return _pairs_frame(joined, RULE_C_TXID)
 
 
 def _rule_c_time(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFrame:
@@ -399,7 +404,7 @@ def _rule_c_time(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFram
         & (pl.col("nsu_i") != pl.col("nsu_i_s"))
         & (pl.col("auth_i") != pl.col("auth_i_s"))
     )
-    return _pairs_frame(work.regular(found).filter(~contradict), RULE_C_TIME)
+    return _pairs_frame(found.filter(~contradict), RULE_C_TIME)
 
 
 def _event_status(status: pl.Expr) -> pl.Expr:

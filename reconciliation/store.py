@@ -1,27 +1,30 @@
-"""Bulk moves between the reconciliation tables and the typed records of `reconciliation.records`.
+"""Bulk moves between the reconciliation tables and typed records or polars frames.
 
 PostgreSQL goes through COPY (imports into a temporary table then one `INSERT ... SELECT ... ON
-CONFLICT DO NOTHING`, results straight into `recon_result`); SQLite through executemany with
-`INSERT ... ON CONFLICT DO NOTHING`. Records are never loaded as ORM objects: rows become
-`Receipt` / `StatementRow` through a constructor that skips re-validation, because only records
-that passed it were ever stored.
+CONFLICT DO NOTHING`; stored records and results read as CSV into frames of
+`reconciliation.frames`; results written straight into `recon_result`); SQLite through
+SQLAlchemy and executemany with `INSERT ... ON CONFLICT DO NOTHING`. Records are never loaded as
+ORM objects.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, tzinfo
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
+import polars as pl
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
-from reconciliation import records
+from reconciliation import frames, records
 from reconciliation.models import Result, StoredReceipt, StoredStatementRow
 
 RECEIPT_FIELDS = tuple(f.name for f in dataclasses.fields(records.Receipt))
@@ -41,6 +44,7 @@ RESULT_INSERT_COLUMNS = (
 
 FETCH_BATCH = 20_000
 SQLITE_BATCH = 5_000
+COPY_BATCH = 100_000
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -161,70 +165,92 @@ def _where_codes(table: sa.Table, codes: Sequence[str] | None) -> Any:
     return table.c.establishment_code.in_(list(codes)) if codes is not None else sa.true()
 
 
-def _fetch_batches(
+def _sqlite_rows(
+    conn: Connection, table: sa.Table, columns: Sequence[str], codes: Sequence[str] | None, tz: tzinfo
+) -> list[tuple[Any, ...]]:
+    """Rows of `columns` through SQLAlchemy (SQLite), datetimes in `tz`."""
+    stmt = sa.select(*(table.c[name] for name in columns)).where(_where_codes(table, codes))
+    dt_positions = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.TypeDecorator)]
+    out = []
+    for row in conn.execute(stmt):
+        values = list(row)
+        for i in dt_positions:
+            if values[i] is not None:
+                values[i] = values[i].astimezone(tz)
+        out.append(tuple(values))
+    return out
+
+
+def _frame_query(
+    table: sa.Table, schema: dict[str, pl.DataType], codes: Sequence[str] | None
+) -> sql.Composed:
+    """`SELECT` of the columns of `schema`, datetimes and times as microseconds and dates as days
+    since the epoch (exact, whatever the session's settings), for `COPY ... TO STDOUT`."""
+    columns = []
+    for name, dtype in schema.items():
+        column = sql.Identifier(name)
+        if isinstance(dtype, pl.Datetime | pl.Time):
+            columns.append(sql.SQL("(extract(epoch from {c}) * 1000000)::bigint").format(c=column))
+        elif isinstance(dtype, pl.Date):
+            columns.append(sql.SQL("({c} - DATE '1970-01-01')").format(c=column))
+        else:
+            columns.append(column)
+    query = sql.SQL("SELECT {columns} FROM {table}").format(
+        columns=sql.SQL(", ").join(columns), table=sql.Identifier(table.name)
+    )
+    if codes is not None:
+        query += sql.SQL(" WHERE establishment_code = ANY({codes})").format(codes=sql.Literal(list(codes)))
+    return query
+
+
+def _as_read(schema: dict[str, pl.DataType]) -> dict[str, pl.DataType]:
+    """The schema of `_frame_query`'s CSV: datetimes, times and dates as integers."""
+    return {
+        name: pl.Int64()
+        if isinstance(dtype, pl.Datetime | pl.Time)
+        else pl.Int32()
+        if isinstance(dtype, pl.Date)
+        else dtype
+        for name, dtype in schema.items()
+    }
+
+
+def _load_frame(
     conn: Connection,
     table: sa.Table,
-    columns: Sequence[str],
+    schema: dict[str, pl.DataType],
     codes: Sequence[str] | None,
     tz: tzinfo,
-    stream: bool,
-) -> Iterator[list[tuple]]:
-    """Rows of `columns`, datetimes in `tz`, in batches."""
-    if is_postgres(conn):
-        driver = driver_connection(conn)
-        with driver.cursor() as cur:
-            cur.execute("SELECT set_config('TimeZone', %s, true)", (str(tz),))
-        sql = f"SELECT {', '.join(columns)} FROM {table.name}"
-        params: tuple = ()
-        if codes is not None:
-            sql += " WHERE establishment_code = ANY(%s)"
-            params = (list(codes),)
-        # A client-side cursor is faster (no round trip per batch) but holds the whole result in
-        # libpq's memory: only for chunks known to be small.
-        cursor = (
-            driver.cursor(name=f"recon_fetch_{table.name}", binary=True)
-            if stream
-            else driver.cursor(binary=True)
-        )
-        with cursor as cur:
-            if stream:
-                cur.itersize = FETCH_BATCH
-            cur.execute(sql, params)
-            while batch := cur.fetchmany(FETCH_BATCH):
-                yield batch
-        return
-    stmt = sa.select(*(table.c[name] for name in columns)).where(_where_codes(table, codes))
-    result = conn.execute(stmt, execution_options={"yield_per": FETCH_BATCH})
-    dt_positions = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, sa.TypeDecorator)]
-    for partition in result.partitions():
-        batch = []
-        for row in partition:
-            values = list(row)
-            for i in dt_positions:
-                if values[i] is not None:
-                    values[i] = values[i].astimezone(tz)
-            batch.append(tuple(values))
-        yield batch
+) -> pl.DataFrame:
+    """The rows of `table` (of the establishments `codes`, all if None) as a frame of `schema`."""
+    if not is_postgres(conn):
+        return pl.DataFrame(_sqlite_rows(conn, table, list(schema), codes, tz), schema=schema, orient="row")
+    query = sql.SQL("COPY ({query}) TO STDOUT WITH (FORMAT csv)").format(
+        query=_frame_query(table, schema, codes)
+    )
+    buffer = io.BytesIO()
+    with driver_connection(conn).cursor() as cur, cur.copy(query) as copy:
+        for data in copy:
+            buffer.write(data)
+    if not buffer.tell():
+        return pl.DataFrame(schema=schema)
+    buffer.seek(0)
+    frame = pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=_as_read(schema))
+    times = [
+        pl.col(name).cast(pl.Int64) * 1000 if isinstance(dtype, pl.Time) else pl.col(name)
+        for name, dtype in schema.items()
+    ]
+    return frame.select(times).cast(schema)  # type: ignore[arg-type]
 
 
-def load_receipts(
-    conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
-) -> list[records.Receipt]:
-    make = records.receipt_maker()
-    out: list[records.Receipt] = []
-    for batch in _fetch_batches(conn, StoredReceipt.__table__, RECEIPT_FIELDS, codes, tz, stream):
-        out.extend([make(row) for row in batch])
-    return out
+def load_receipt_frame(conn: Connection, codes: Sequence[str] | None, tz: tzinfo) -> pl.DataFrame:
+    """The stored receipts of the establishments `codes` (all if None), `frames.RECEIPT_SCHEMA`."""
+    return _load_frame(conn, StoredReceipt.__table__, frames.RECEIPT_SCHEMA, codes, tz)
 
 
-def load_statement_rows(
-    conn: Connection, codes: Sequence[str] | None, tz: tzinfo, *, stream: bool = True
-) -> list[records.StatementRow]:
-    make = records.statement_row_maker()
-    out: list[records.StatementRow] = []
-    for batch in _fetch_batches(conn, StoredStatementRow.__table__, STATEMENT_FIELDS, codes, tz, stream):
-        out.extend([make(row) for row in batch])
-    return out
+def load_statement_frame(conn: Connection, codes: Sequence[str] | None, tz: tzinfo) -> pl.DataFrame:
+    """The stored retorno rows of the establishments `codes`, `frames.STATEMENT_SCHEMA`."""
+    return _load_frame(conn, StoredStatementRow.__table__, frames.STATEMENT_SCHEMA, codes, tz)
 
 
 def receipt_from_values(values: Sequence[Any], tz: tzinfo) -> records.Receipt:
@@ -238,9 +264,14 @@ def receipt_from_values(values: Sequence[Any], tz: tzinfo) -> records.Receipt:
 
 ResultTail = tuple[str, str, str, str]  # (status, divergences, counterpart_ids, rule)
 ResultRow = tuple[str, str, str, ResultTail]  # (kind, record_key, establishment_code, tail)
-# (kind, establishment_code, record keys, their tails): the new results of one establishment.
-ResultBlock = tuple[str, str, list[str], list[ResultTail]]
 RESULT_TAIL_COLUMNS = ("status", "divergences", "counterpart_ids", "rule")
+# Stored results as a frame: `frames.RESULT_SCHEMA` with `id` named `record_key`, text columns.
+RESULT_FRAME_SCHEMA: dict[str, pl.DataType] = {
+    "kind": pl.String(),
+    "record_key": pl.String(),
+    "establishment_code": pl.String(),
+    **{name: pl.String() for name in RESULT_TAIL_COLUMNS},
+}
 
 
 def _copy_text(value: str) -> str:
@@ -249,26 +280,14 @@ def _copy_text(value: str) -> str:
     return value
 
 
-def load_results(
-    conn: Connection, codes: Sequence[str] | None, *, stream: bool = True
-) -> dict[str, dict[str, ResultTail]]:
-    """The stored results of the establishments, by kind then record key."""
-    out: dict[str, dict[str, ResultTail]] = {k.value: {} for k in records.Kind}
-    shared = records.Interner()
-    columns = ("kind", "record_key", *RESULT_TAIL_COLUMNS)
-    for batch in _fetch_batches(conn, Result.__table__, columns, codes, UTC, stream):
-        for kind, key, status, divs, counterparts, rule in batch:
-            out[shared[kind]][key] = (shared[status], shared[divs], counterparts, shared[rule])
-    return out
+def load_result_frame(conn: Connection, codes: Sequence[str] | None) -> pl.DataFrame:
+    """The stored results of the establishments `codes` (all if None), `RESULT_FRAME_SCHEMA`."""
+    return _load_frame(conn, Result.__table__, RESULT_FRAME_SCHEMA, codes, UTC)
 
 
 def _tail_text(tail: ResultTail, run_id: int) -> str:
     status, divs, counterparts, rule = tail
     return f"{status}\t{_copy_text(divs)}\t{_copy_text(counterparts)}\t{_copy_text(rule)}\t{run_id}\n"
-
-
-def _needs_escape(text: str) -> bool:
-    return "\\" in text or "\t" in text or "\n" in text or "\r" in text
 
 
 def _copy_lines(rows: Iterable[ResultRow], run_id: int) -> Iterator[str]:
@@ -278,45 +297,6 @@ def _copy_lines(rows: Iterable[ResultRow], run_id: int) -> Iterator[str]:
             f"{kind}\t{_copy_text(key)}\t{_copy_text(est)}\t{_tail_text(tail, run_id)}"
             for kind, key, est, tail in batch
         )
-
-
-def _block_text(block: ResultBlock, run_id: int) -> str:
-    """COPY text of one block: kind and establishment formatted once, each shared tail once."""
-    kind, code, keys, tails = block
-    if _needs_escape("".join(keys)):
-        keys = [_copy_text(k) for k in keys]
-    head = f"{kind}\t"
-    code_text = f"\t{_copy_text(code)}\t"
-    # Keyed by id(): the block's list keeps every tail alive, so no id is reused meanwhile.
-    texts: dict[int, str] = {}
-    lines: list[str] = []
-    append = lines.append
-    for key, tail in zip(keys, tails, strict=True):
-        text = texts.get(id(tail))
-        if text is None:
-            text = texts[id(tail)] = code_text + _tail_text(tail, run_id)
-        append(head + key + text)
-    return "".join(lines)
-
-
-def _block_rows(blocks: Iterable[ResultBlock]) -> Iterator[ResultRow]:
-    for kind, code, keys, tails in blocks:
-        for key, tail in zip(keys, tails, strict=True):
-            yield kind, key, code, tail
-
-
-def _as_dicts(rows: Iterable[ResultRow], run_id: int) -> Iterator[dict[str, Any]]:
-    for kind, key, est, (status, divs, counterparts, rule) in rows:
-        yield {
-            "kind": kind,
-            "record_key": key,
-            "establishment_code": est,
-            "status": status,
-            "divergences": divs,
-            "counterpart_ids": counterparts,
-            "rule": rule,
-            "run_id": run_id,
-        }
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -330,24 +310,26 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def insert_results(conn: Connection, blocks: Iterable[ResultBlock], run_id: int) -> int:
-    """Insert results for records that have none yet, given as blocks `(kind, establishment_code,
-    record_keys, tails)`; streamed to PostgreSQL while the next blocks are computed."""
-    count = 0
+def insert_result_frame(conn: Connection, results: pl.DataFrame, run_id: int) -> int:
+    """Insert results for records that have none yet: a frame of `RESULT_FRAME_SCHEMA`'s columns."""
+    table = results.select(list(RESULT_FRAME_SCHEMA)).with_columns(run_id=pl.lit(run_id))
+    if table.is_empty():
+        return 0
     if is_postgres(conn):
-        driver = driver_connection(conn)
         columns = ", ".join(RESULT_INSERT_COLUMNS)
-        with driver.cursor() as cur, cur.copy(f"COPY recon_result ({columns}) FROM STDIN") as copy:
-            for block in blocks:
-                if block[2]:
-                    copy.write(_block_text(block, run_id))
-                    count += len(block[2])
-        return count
+        # The text columns are never NULL: an empty field is an empty string.
+        not_null = ", ".join(RESULT_TAIL_COLUMNS)
+        copy_sql = f"COPY recon_result ({columns}) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL ({not_null}))"
+        with driver_connection(conn).cursor() as cur, cur.copy(copy_sql) as copy:
+            for start in range(0, table.height, COPY_BATCH):
+                copy.write(table.slice(start, COPY_BATCH).write_csv(include_header=False))
+        return table.height
     stmt = sa.insert(Result.__table__)
-    for batch in _batched(_as_dicts(_block_rows(blocks), run_id), SQLITE_BATCH):
-        conn.execute(stmt, batch)
-        count += len(batch)
-    return count
+    names = list(table.columns)
+    for start in range(0, table.height, SQLITE_BATCH):
+        batch = table.slice(start, SQLITE_BATCH)
+        conn.execute(stmt, [dict(zip(names, row, strict=True)) for row in batch.iter_rows()])
+    return table.height
 
 
 def update_results(conn: Connection, rows: Sequence[ResultRow], run_id: int) -> int:

@@ -147,7 +147,7 @@ def test_a_failed_run_is_recorded_and_keeps_the_previous_results(
 
     from reconciliation import engine
 
-    monkeypatch.setattr(engine.matcher, "reconcile", broken)
+    monkeypatch.setattr(engine.matcher_columnar, "reconcile_frames", broken)
     result = runner.invoke(args=["recon", "run", "--as-of", "2025-03-20"])
     assert result.exit_code != 0
     monkeypatch.undo()
