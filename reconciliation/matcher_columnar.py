@@ -68,6 +68,10 @@ _ROW_COLUMNS = (
     "brand",
     "payment_type",
 )
+# Raw identifiers the receipt and the rows of a fast pair must all carry.
+_IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid")
+# Columns the rows of a fast pair share: the identifiers and the other plain-sale columns.
+_SHARED_COLUMNS = (*_IDENTIFIER_COLUMNS, "sale_amount_cents", "sale_date", "installments", "acquirer")
 _RECEIPT_COLUMNS = (
     "sale_id",
     "establishment_code",
@@ -113,9 +117,6 @@ def reconcile_frames(
     window_start(as_of, lookback_days)  # refuses a negative look-back
     if receipts.schema["sale_datetime"].time_zone is None:  # type: ignore[attr-defined]
         raise ValueError("sale_datetime deve ter fuso horário")
-    _check_ids(receipts, "sale_id")
-    _check_ids(statement_rows, "record_id")
-
     fast = _fast_pairs(receipts, statement_rows, as_of, zone)
     tally = _Tally()
     parts = [fast.receipts, fast.rows]
@@ -162,7 +163,9 @@ class _Tally:
 
     def add_frame(self, frame: pl.DataFrame) -> None:
         paired = (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
-        counts = frame.group_by("kind", "status", "divergences", paired.alias("paired")).len()
+        counts = (
+            frame.lazy().group_by("kind", "status", "divergences", paired.alias("paired")).len().collect()
+        )
         for kind, status, divergences_text, is_pair, n in counts.iter_rows():
             if kind == Kind.STATEMENT.value:
                 self.statement[Status(status)] += n
@@ -229,57 +232,61 @@ def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bo
 
 
 def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> _Fast:
-    """The outcomes of the buckets `try_pair` pairs."""
+    """The outcomes of the buckets `try_pair` pairs (after refusing repeated ids)."""
+    kept, heads = _plain_sales(_rows_by_receipt(receipts, rows, as_of, zone), receipts, as_of)
+    return _outcomes(kept, heads)
+
+
+def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
+    """The rows of the buckets with one receipt dated up to `as_of`, by receipt (position `r_at`,
+    business day `r_day`) then installment number, with their position `s_at`."""
     day = _business_day(zone)
     strip = _leading_zeros(receipts, rows)
-    singles, keyed_rows = pl.collect_all(
+    singles, keyed_rows, receipt_ids, row_ids = pl.collect_all(
         [
             _keyed(receipts, "sale_datetime", strip)
             .filter(pl.col("h").is_unique())
             .select("h", r_at="at", r_day=day)
             .filter(pl.col("r_day") <= as_of),
             _keyed(rows, "installment_number", strip).select("h", s_at="at", number="installment_number"),
+            # Distinct hashes are distinct ids; equal ones are looked at closely.
+            receipts.lazy().select(pl.col("sale_id").hash().n_unique()),
+            rows.lazy().select(pl.col("record_id").hash().n_unique()),
         ]
     )
+    if receipt_ids.item() != receipts.height:
+        _check_ids(receipts, "sale_id")
+    if row_ids.item() != rows.height:
+        _check_ids(rows, "record_id")
     joined = keyed_rows.join(singles, on="h", how="inner")
     if joined.is_empty() or joined["number"].max() >= 1 << 32:  # type: ignore[operator]
         order: Any = ["r_at", "number"]
     else:
         order = pl.col("r_at").cast(pl.UInt64) * (1 << 32) + pl.col("number").cast(pl.UInt64)
     joined = joined.sort(order).select("r_at", "s_at", "number", "r_day")
-    at_s, at_r = joined["s_at"], joined["r_at"]
-    paired = pl.concat(
-        [
-            joined,
-            rows.select(_ROW_COLUMNS)[at_s],
-            receipts.select(_RECEIPT_COLUMNS)[at_r].rename(lambda c: f"r_{c}"),
-        ],
-        how="horizontal",
-    )
+    return pl.concat([joined, rows.select(_ROW_COLUMNS)[joined.get_column("s_at")]], how="horizontal")
+
+
+def _plain_sales(
+    paired: pl.DataFrame, receipts: pl.DataFrame, as_of: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows of `_rows_by_receipt` that are one plain sale with their receipt (flags `first`,
+    `last` in each run), and the first row of each with its receipt's columns (`r_...`)."""
 
     def same_as_before(column: str) -> pl.Expr:
-        return pl.col(column) == pl.col(column).shift(1)
+        return pl.col(column).eq_missing(pl.col(column).shift(1))
 
     first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
     last = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
-    # The bucket checked on the raw identifiers (stricter than the bucket, never looser): the
-    # rows then share NSU, authorization and txid too.
+    # The rows of a bucket are one plain sale: sale rows dated up to `as_of`, one per installment
+    # number, sharing every plain-sale column and (stricter than the bucket, never looser) the
+    # raw identifiers, which the receipt must carry too (checked below).
     row_ok = (
-        (pl.col("establishment_code") == pl.col("r_establishment_code"))
-        & pl.col("nsu").eq_missing(pl.col("r_nsu"))
-        & pl.col("authorization_code").eq_missing(pl.col("r_authorization_code"))
-        & pl.col("txid").eq_missing(pl.col("r_txid"))
-        & (pl.col("event_type") == EventType.SALE.value)
+        (pl.col("event_type") == EventType.SALE.value)
         & (pl.col("sale_date") <= as_of)
         & (
             first
-            | (
-                same_as_before("sale_amount_cents")
-                & same_as_before("sale_date")
-                & same_as_before("installments")
-                & same_as_before("acquirer")
-                & ~same_as_before("number")
-            )
+            | (pl.all_horizontal(same_as_before(c) for c in _SHARED_COLUMNS) & ~same_as_before("number"))
         )
     )
     flags = paired.select(first=first, last=last, bad=~row_ok)
@@ -289,10 +296,23 @@ def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: t
         pl.when(pl.col("last")).then(bad_so_far).backward_fill()
         > pl.when(pl.col("first")).then(bad_so_far - pl.col("bad").cast(pl.UInt32)).forward_fill()
     )
-    flags = flags.with_columns(keep=keep)
-    kept = pl.concat([paired, flags], how="horizontal").filter("keep")
+    kept = pl.concat([paired, flags.select("first", "last", keep=keep)], how="horizontal").filter("keep")
+    heads = kept.filter("first")
+    heads = pl.concat(
+        [heads, receipts.select(_RECEIPT_COLUMNS)[heads.get_column("r_at")].rename(lambda c: f"r_{c}")],
+        how="horizontal",
+    )
+    carried = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"r_{c}")) for c in _IDENTIFIER_COLUMNS)
+    strangers = heads.filter(~carried).get_column("r_at")
+    if not strangers.is_empty():  # a hash collision: those buckets go to the residue
+        kept = kept.filter(~pl.col("r_at").is_in(strangers.implode()))
+        heads = heads.filter(carried)
+    return kept, heads
 
-    # Outcomes on the primary rows (rows of one sale differ in brand and payment type only).
+
+def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> _Fast:
+    """The outcomes of the fast pairs, as `_Run.emit_pair` computes them."""
+    # Computed on the primary rows (those of one sale differ in brand and payment type only).
     ids_bucket = pl.col("r_nsu").is_not_null()
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
     mask = pl.sum_horizontal(
@@ -305,40 +325,36 @@ def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: t
         * DIVERGENCE_BIT[Divergence.PAYMENT_TYPE],
         far.cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.DATE],
     )
-    primaries = (
-        kept.filter("first")
-        .select(
-            pl.col("r_at").alias("at"),
-            pl.col("r_sale_id").alias("id"),
-            "establishment_code",
-            "record_id",
-            one_row="last",
-            mask=mask,
-            rule=pl.when(~ids_bucket)
-            .then(pl.lit(RULE_C_TXID, RULE))
-            .when(far)
-            .then(pl.lit(RULE_A_DATE, RULE))
-            .otherwise(pl.lit(RULE_A, RULE)),
-        )
-        .with_columns(
-            status=pl.when(pl.col("mask") == 0)
-            .then(pl.lit(Status.MATCHED.value, STATUS))
-            .otherwise(pl.lit(Status.DIVERGENT.value, STATUS)),
-            divergences=divergences(pl.col("mask")),
-        )
+    primaries = heads.select(
+        pl.col("r_at").alias("at"),
+        pl.col("r_sale_id").alias("id"),
+        "establishment_code",
+        "record_id",
+        one_row="last",
+        mask=mask,
+        rule=pl.when(~ids_bucket)
+        .then(pl.lit(RULE_C_TXID, RULE))
+        .when(far)
+        .then(pl.lit(RULE_A_DATE, RULE))
+        .otherwise(pl.lit(RULE_A, RULE)),
+    ).with_columns(
+        status=pl.when(pl.col("mask") == 0)
+        .then(pl.lit(Status.MATCHED.value, STATUS))
+        .otherwise(pl.lit(Status.DIVERGENT.value, STATUS)),
+        divergences=divergences(pl.col("mask")),
     )
-    group = (pl.col("first").cast(pl.UInt32).cum_sum() - 1).alias("group")
-    row_outcomes = primaries.select("status", "divergences", "rule")[kept.select(group).to_series()]
+    group = pl.col("first").cast(pl.UInt32).cum_sum() - 1
     rows_out = pl.concat(
         [
             kept.select(
                 kind=pl.lit(Kind.STATEMENT.value, KIND),
                 id="record_id",
                 establishment_code="establishment_code",
-                counterpart_ids="r_sale_id",
                 at="s_at",
             ),
-            row_outcomes,
+            primaries.select("status", "divergences", "id", "rule")[kept.select(group).to_series()].rename(
+                {"id": "counterpart_ids"}
+            ),
         ],
         how="horizontal",
     )
@@ -356,7 +372,7 @@ def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: t
         ],
         how="diagonal",
     ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:], "at")
-    return _Fast(receipts_out, rows_out)
+    return _Fast(receipts_out, rows_out.select(*RESULT_COLUMNS, "at"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +388,3 @@ def _business_day(zone: tzinfo) -> pl.Expr:
     if isinstance(zone, ZoneInfo):
         return moment.dt.convert_time_zone(zone.key).dt.date()
     return moment.map_elements(lambda at: at.astimezone(zone).date(), return_dtype=pl.Date)
-
-
-__all__ = ["RESULT_COLUMNS", "FrameResult", "reconcile_frames"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import polars as pl
 import pytest
@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciliation import synth
-from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, statement_frame
+from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, result_frame, statement_frame
+from reconciliation.matcher import reconcile
 from reconciliation.matcher_columnar import reconcile_frames
 from reconciliation.records import EventType, PaymentType, Receipt, StatementRow
 from tests.reconciliation.columnar_check import both_matchers
@@ -191,3 +192,16 @@ def test_an_event_with_two_candidate_sales_is_left_to_reconcile() -> None:
     expected, got = both_matchers([r], [first, second, cancel], as_of=AS_OF)
     assert expected.statement["200"].counterpart_ids == expected.statement["101"].counterpart_ids
     assert got.python_records == 4
+
+
+def test_a_time_zone_without_a_name_gives_the_same_result() -> None:
+    # A fixed offset: the business day is computed record by record, the residue by reconcile().
+    zone = timezone(timedelta(hours=-3))
+    data = synth.generate(400, seed=4, start_date=date(2024, 3, 1), days=5, establishments=2, fault_rate=0.4)
+    expected = reconcile(data.receipts, data.statement_rows, as_of=date(2024, 3, 4), tz=zone)
+    got = reconcile_frames(
+        receipts_frame(data.receipts), statement_frame(data.statement_rows), as_of=date(2024, 3, 4), tz=zone
+    )
+    want = result_frame(expected, data.receipts, data.statement_rows).sort("kind", "id")
+    assert got.frame.sort("kind", "id").equals(want)
+    assert got.summary() == expected.summary()
