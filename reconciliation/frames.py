@@ -2,8 +2,9 @@
 
 A receipts frame has the columns of `RECEIPT_SCHEMA`, a retorno frame those of
 `STATEMENT_SCHEMA`, holding the canonical values a `Receipt` / `StatementRow` holds (enums as
-their values); a result frame has the columns of the result CSV (SPEC section 8) and the
-establishment (`RESULT_SCHEMA`), divergences and counterpart ids `|`-joined.
+their values); `sale_datetime` is an instant, which stands for the business time zone's wall
+time (as the store loads receipts). A result frame has the columns of the result CSV (SPEC
+section 8) and the establishment (`RESULT_SCHEMA`), divergences and counterpart ids `|`-joined.
 """
 
 from __future__ import annotations
