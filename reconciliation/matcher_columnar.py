@@ -28,6 +28,7 @@ duplicates never cross establishments, so the residue may be split by establishm
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, tzinfo
 from typing import Any
@@ -117,22 +118,27 @@ def reconcile_frames(
     window_start(as_of, lookback_days)  # refuses a negative look-back
     if receipts.schema["sale_datetime"].time_zone is None:  # type: ignore[attr-defined]
         raise ValueError("sale_datetime deve ter fuso horário")
-    fast = _fast_pairs(receipts, statement_rows, as_of, zone)
-    tally = _Tally()
-    parts = [fast.receipts, fast.rows]
-    left_receipts = _without(receipts, fast.receipts.get_column("at"))
-    left_rows = _without(statement_rows, fast.rows.get_column("at"))
-    if isinstance(zone, ZoneInfo):
-        residue = residue_outcomes(
-            left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone
+    kept, heads = _plain_sales(_rows_by_receipt(receipts, statement_rows, as_of, zone), receipts, as_of)
+    left_receipts = _without(receipts, heads.get_column("r_at"))
+    left_rows = _without(statement_rows, kept.get_column("s_at"))
+    # The fast pairs' outcomes and the residue's share nothing: two threads (polars works
+    # without the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fast = pool.submit(_outcomes, kept, heads)
+        residue = (
+            residue_outcomes(left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone)
+            if isinstance(zone, ZoneInfo)
+            else None
         )
+        parts = list(fast.result())
+    tally = _Tally()
+    if residue is not None:
         parts.append(residue.frame)
         codes = pl.Series(list(residue.irregular), dtype=pl.String).implode()
         left_receipts = left_receipts.filter(pl.col("establishment_code").is_in(codes))
         left_rows = left_rows.filter(pl.col("establishment_code").is_in(codes))
-    parts = [part.select(RESULT_COLUMNS) for part in parts]
-    for part in parts:
-        tally.add_frame(part)
+    for k, part in enumerate(parts):
+        tally.add_frame(part, all_paired=k < 2)
     python_records = left_receipts.height + left_rows.height
     if python_records:
         recs = receipt_records(left_receipts, zone)
@@ -161,8 +167,12 @@ class _Tally:
         self.divergences = dict.fromkeys(Divergence, 0)
         self.pairs = 0
 
-    def add_frame(self, frame: pl.DataFrame) -> None:
-        paired = (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
+    def add_frame(self, frame: pl.DataFrame, *, all_paired: bool = False) -> None:
+        paired = (
+            pl.lit(True)
+            if all_paired
+            else (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
+        )
         counts = (
             frame.lazy().group_by("kind", "status", "divergences", paired.alias("paired")).len().collect()
         )
@@ -196,7 +206,7 @@ def _check_ids(frame: pl.DataFrame, column: str) -> None:
 
 def _without(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
     keep = pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True).scatter(positions, False)
-    return frame.filter(keep)
+    return frame[keep.arg_true()]  # a gather: few records are left
 
 
 def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.LazyFrame:
@@ -231,15 +241,10 @@ def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bo
     )
 
 
-def _fast_pairs(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> _Fast:
-    """The outcomes of the buckets `try_pair` pairs (after refusing repeated ids)."""
-    kept, heads = _plain_sales(_rows_by_receipt(receipts, rows, as_of, zone), receipts, as_of)
-    return _outcomes(kept, heads)
-
-
 def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
     """The rows of the buckets with one receipt dated up to `as_of`, by receipt (position `r_at`,
-    business day `r_day`) then installment number, with their position `s_at`."""
+    business day `r_day`) then installment number, with their position `s_at`; first, repeated
+    ids are refused."""
     day = _business_day(zone)
     strip = _leading_zeros(receipts, rows)
     singles, keyed_rows, receipt_ids, row_ids = pl.collect_all(
@@ -296,8 +301,11 @@ def _plain_sales(
         pl.when(pl.col("last")).then(bad_so_far).backward_fill()
         > pl.when(pl.col("first")).then(bad_so_far - pl.col("bad").cast(pl.UInt32)).forward_fill()
     )
-    kept = pl.concat([paired, flags.select("first", "last", keep=keep)], how="horizontal").filter("keep")
-    heads = kept.filter("first")
+    marked = pl.concat([paired, flags.select("first", "last", keep=keep)], how="horizontal")
+    kept = marked.select("r_at", "s_at", "record_id", "establishment_code", "first", "last", "keep").filter(
+        "keep"
+    )
+    heads = marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "event_type", "acquirer")
     heads = pl.concat(
         [heads, receipts.select(_RECEIPT_COLUMNS)[heads.get_column("r_at")].rename(lambda c: f"r_{c}")],
         how="horizontal",
@@ -310,8 +318,8 @@ def _plain_sales(
     return kept, heads
 
 
-def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> _Fast:
-    """The outcomes of the fast pairs, as `_Run.emit_pair` computes them."""
+def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them."""
     # Computed on the primary rows (those of one sale differ in brand and payment type only).
     ids_bucket = pl.col("r_nsu").is_not_null()
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
@@ -326,7 +334,6 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> _Fast:
         far.cast(pl.UInt8) * DIVERGENCE_BIT[Divergence.DATE],
     )
     primaries = heads.select(
-        pl.col("r_at").alias("at"),
         pl.col("r_sale_id").alias("id"),
         "establishment_code",
         "record_id",
@@ -350,14 +357,13 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> _Fast:
                 kind=pl.lit(Kind.STATEMENT.value, KIND),
                 id="record_id",
                 establishment_code="establishment_code",
-                at="s_at",
             ),
             primaries.select("status", "divergences", "id", "rule")[kept.select(group).to_series()].rename(
                 {"id": "counterpart_ids"}
             ),
         ],
         how="horizontal",
-    )
+    ).select(RESULT_COLUMNS)
     several = kept.filter(~(pl.col("first") & pl.col("last"))).select(
         pl.col("r_at").set_sorted(), "record_id"
     )
@@ -371,16 +377,8 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> _Fast:
             .drop("record_id"),
         ],
         how="diagonal",
-    ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:], "at")
-    return _Fast(receipts_out, rows_out.select(*RESULT_COLUMNS, "at"))
-
-
-@dataclass(frozen=True, slots=True)
-class _Fast:
-    """Outcomes of the fast pairs (`RESULT_COLUMNS` and the record's position `at`)."""
-
-    receipts: pl.DataFrame
-    rows: pl.DataFrame
+    ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:])
+    return receipts_out, rows_out
 
 
 def _business_day(zone: tzinfo) -> pl.Expr:
