@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -124,21 +124,19 @@ def reconcile_frames(
     # The fast pairs' outcomes and the residue's share nothing: two threads (polars works
     # without the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        fast = pool.submit(_outcomes, kept, heads)
+        fast = pool.submit(_tallied_outcomes, kept, heads)
         residue = (
             residue_outcomes(left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone)
             if isinstance(zone, ZoneInfo)
             else None
         )
-        parts = list(fast.result())
-    tally = _Tally()
+        parts, tally = fast.result()
     if residue is not None:
         parts.append(residue.frame)
+        tally.add_frame(residue.frame)
         codes = pl.Series(list(residue.irregular), dtype=pl.String).implode()
         left_receipts = left_receipts.filter(pl.col("establishment_code").is_in(codes))
         left_rows = left_rows.filter(pl.col("establishment_code").is_in(codes))
-    for k, part in enumerate(parts):
-        tally.add_frame(part, all_paired=k < 2)
     python_records = left_receipts.height + left_rows.height
     if python_records:
         recs = receipt_records(left_receipts, zone)
@@ -245,7 +243,7 @@ def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zo
     """The rows of the buckets with one receipt dated up to `as_of`, by receipt (position `r_at`,
     business day `r_day`) then installment number, with their position `s_at`; first, repeated
     ids are refused."""
-    day = _business_day(zone)
+    day = _business_day(receipts, zone)
     strip = _leading_zeros(receipts, rows)
     singles, keyed_rows, receipt_ids, row_ids = pl.collect_all(
         [
@@ -294,14 +292,9 @@ def _plain_sales(
             | (pl.all_horizontal(same_as_before(c) for c in _SHARED_COLUMNS) & ~same_as_before("number"))
         )
     )
-    flags = paired.select(first=first, last=last, bad=~row_ok)
-    # Groups are runs of rows: a group is bad if its run holds a bad row.
-    bad_so_far = pl.col("bad").cast(pl.UInt32).cum_sum()
-    keep = ~(
-        pl.when(pl.col("last")).then(bad_so_far).backward_fill()
-        > pl.when(pl.col("first")).then(bad_so_far - pl.col("bad").cast(pl.UInt32)).forward_fill()
-    )
-    marked = pl.concat([paired, flags.select("first", "last", keep=keep)], how="horizontal")
+    # A run is bad if it holds a bad row (few are).
+    bad_at = pl.col("r_at").filter(~row_ok).implode()
+    marked = paired.with_columns(first=first, last=last, keep=~pl.col("r_at").is_in(bad_at))
     kept = marked.select("r_at", "s_at", "record_id", "establishment_code", "first", "last", "keep").filter(
         "keep"
     )
@@ -316,6 +309,14 @@ def _plain_sales(
         kept = kept.filter(~pl.col("r_at").is_in(strangers.implode()))
         heads = heads.filter(carried)
     return kept, heads
+
+
+def _tallied_outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[list[pl.DataFrame], _Tally]:
+    """`_outcomes` and their counts."""
+    parts, tally = list(_outcomes(kept, heads)), _Tally()
+    for part in parts:
+        tally.add_frame(part, all_paired=True)
+    return parts, tally
 
 
 def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -381,8 +382,46 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl
     return receipts_out, rows_out
 
 
-def _business_day(zone: tzinfo) -> pl.Expr:
+def _business_day(receipts: pl.DataFrame, zone: tzinfo) -> pl.Expr:
+    """The business day of each receipt's `sale_datetime`.
+
+    By a table of UTC offsets, one per hour of the receipts' span, wherever the offset stays the
+    same from the first to the last microsecond of every such hour (time zones change offset at
+    most once in an hour); otherwise, or over a span of years, converted receipt by receipt."""
     moment = pl.col("sale_datetime")
+    micros = moment.dt.epoch("us")
+    low, high = receipts.select(low=micros.min(), high=micros.max()).row(0)
+    offsets = _hourly_offsets(low, high, zone) if low is not None else None
+    if offsets is not None:
+        local = micros + pl.lit(offsets).gather(micros // _HOUR_US - low // _HOUR_US)
+        return (local // _DAY_US).cast(pl.Int32).cast(pl.Date)
     if isinstance(zone, ZoneInfo):
         return moment.dt.convert_time_zone(zone.key).dt.date()
     return moment.map_elements(lambda at: at.astimezone(zone).date(), return_dtype=pl.Date)
+
+
+_HOUR_US, _DAY_US = 3_600_000_000, 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Longest span, in hours, an offset table covers.
+_TABLE_HOURS = 24 * 366 * 3
+
+
+def _hourly_offsets(low: int, high: int, zone: tzinfo) -> pl.Series | None:
+    """The UTC offset (µs) of `zone` in each hour from that of `low` to that of `high` (µs since
+    the epoch), or None if it changes within one of those hours or the span is too long."""
+    first, last = low // _HOUR_US, high // _HOUR_US
+    if last - first >= _TABLE_HOURS:
+        return None
+    step, end = timedelta(hours=1), timedelta(hours=1, microseconds=-1)
+    offsets = []
+    try:
+        at = _EPOCH + timedelta(hours=first)
+        for _ in range(last - first + 1):
+            offset = at.astimezone(zone).utcoffset()
+            if offset is None or offset != (at + end).astimezone(zone).utcoffset():
+                return None
+            offsets.append(offset // timedelta(microseconds=1))
+            at += step
+    except OverflowError:  # an hour beyond `datetime`'s years
+        return None
+    return pl.Series(offsets, dtype=pl.Int64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from reconciliation import synth
 from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, result_frame, statement_frame
 from reconciliation.matcher import reconcile
-from reconciliation.matcher_columnar import reconcile_frames
+from reconciliation.matcher_columnar import _business_day, reconcile_frames
 from reconciliation.records import EventType, PaymentType, Receipt, StatementRow
 from tests.reconciliation.columnar_check import both_matchers
 from tests.reconciliation.factories import TZ, event, receipt, rows_like, sale_rows
@@ -195,7 +196,7 @@ def test_an_event_with_two_candidate_sales_is_left_to_reconcile() -> None:
 
 
 def test_a_time_zone_without_a_name_gives_the_same_result() -> None:
-    # A fixed offset: the business day is computed record by record, the residue by reconcile().
+    # A fixed offset: the residue goes to reconcile().
     zone = timezone(timedelta(hours=-3))
     data = synth.generate(400, seed=4, start_date=date(2024, 3, 1), days=5, establishments=2, fault_rate=0.4)
     expected = reconcile(data.receipts, data.statement_rows, as_of=date(2024, 3, 4), tz=zone)
@@ -205,3 +206,24 @@ def test_a_time_zone_without_a_name_gives_the_same_result() -> None:
     want = result_frame(expected, data.receipts, data.statement_rows).sort("kind", "id")
     assert got.frame.sort("kind", "id").equals(want)
     assert got.summary() == expected.summary()
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        ZoneInfo("America/Sao_Paulo"),
+        ZoneInfo("America/New_York"),  # clocks change on whole UTC hours
+        ZoneInfo("Australia/Lord_Howe"),  # by half an hour, within a UTC hour
+        timezone(timedelta(hours=5, minutes=45)),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("start", [datetime(2018, 10, 25, tzinfo=UTC), datetime(2024, 9, 25, tzinfo=UTC)])
+def test_business_days_are_those_python_computes(zone, start: datetime) -> None:
+    # Every 7 minutes 13 seconds over six weeks, across clock changes and local midnights.
+    instants = [start + timedelta(seconds=433 * k) for k in range(8_400)]
+    frame = pl.DataFrame(
+        {"sale_datetime": instants}, schema={"sale_datetime": RECEIPT_SCHEMA["sale_datetime"]}
+    )
+    days = frame.select(_business_day(frame, zone)).to_series().to_list()
+    assert days == [at.astimezone(zone).date() for at in instants]
