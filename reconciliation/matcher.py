@@ -170,7 +170,8 @@ def _ident(value: str | None) -> str | None:
 
 # --- duplicates ----------------------------------------------------------------------------------
 
-_RECEIPT_CONTENT = attrgetter(
+# What makes two records copies of each other (the columnar residue compares the same columns).
+RECEIPT_CONTENT_FIELDS = (
     "establishment_code",
     "sale_datetime",
     "amount_cents",
@@ -186,7 +187,7 @@ _RECEIPT_CONTENT = attrgetter(
     "terminal",
     "cnpj",
 )
-_ROW_CONTENT = attrgetter(
+ROW_CONTENT_FIELDS = (
     "establishment_code",
     "acquirer",
     "brand",
@@ -206,6 +207,8 @@ _ROW_CONTENT = attrgetter(
     "expected_payment_date",
     "event_type",
 )
+_RECEIPT_CONTENT = attrgetter(*RECEIPT_CONTENT_FIELDS)
+_ROW_CONTENT = attrgetter(*ROW_CONTENT_FIELDS)
 # A cheap subset of the columns finds the candidates in large lists; the full content decides.
 _RECEIPT_QUICK = attrgetter("establishment_code", "sale_datetime", "amount_cents", "txid")
 _ROW_QUICK = attrgetter(

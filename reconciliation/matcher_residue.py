@@ -26,6 +26,8 @@ import polars as pl
 from reconciliation.frames import DIVERGENCE_BIT, DIVERGENCE_TEXT, RESULT_SCHEMA, ident, lowered
 from reconciliation.matcher import (
     PIX_TIME_TOLERANCE_SECONDS,
+    RECEIPT_CONTENT_FIELDS,
+    ROW_CONTENT_FIELDS,
     RULE_A,
     RULE_A_DATE,
     RULE_B_AUTH,
@@ -40,42 +42,9 @@ from reconciliation.window import window_start
 # Most candidate pairs one key may join before its establishment is left to `reconcile()`.
 JOIN_LIMIT = 10_000
 
-_RECEIPT_CONTENT = (
-    "establishment_code",
-    "wall",
-    "amount_cents",
-    "payment_type",
-    "brand",
-    "acquirer",
-    "installments",
-    "authorization_code",
-    "nsu",
-    "origin",
-    "tid",
-    "txid",
-    "terminal",
-    "cnpj",
-)
-_ROW_CONTENT = (
-    "establishment_code",
-    "acquirer",
-    "brand",
-    "payment_type",
-    "sale_date",
-    "sale_time",
-    "authorization_code",
-    "nsu",
-    "tid",
-    "txid",
-    "installments",
-    "installment_number",
-    "sale_amount_cents",
-    "gross_amount_cents",
-    "fee_amount_cents",
-    "net_amount_cents",
-    "expected_payment_date",
-    "event_type",
-)
+# A frame holds the receipt's business-zone wall time where the record holds its instant.
+_RECEIPT_CONTENT = tuple("wall" if f == "sale_datetime" else f for f in RECEIPT_CONTENT_FIELDS)
+_ROW_CONTENT = ROW_CONTENT_FIELDS
 # `matcher._base_key`: a sale's rows and its events share it.
 _BASE = (
     "establishment_code",
