@@ -54,6 +54,8 @@ from reconciliation.matcher_residue import residue_outcomes
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
+# Lazy queries here are small and many: polars' streaming engine only adds to their cost.
+IN_MEMORY = "in-memory"
 # Columns of the rows and their receipt the fast path reads, once paired by bucket.
 _ROW_COLUMNS = (
     "record_id",
@@ -172,7 +174,10 @@ class _Tally:
             else (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
         )
         counts = (
-            frame.lazy().group_by("kind", "status", "divergences", paired.alias("paired")).len().collect()
+            frame.lazy()
+            .group_by("kind", "status", "divergences", paired.alias("paired"))
+            .len()
+            .collect(engine=IN_MEMORY)
         )
         for kind, status, divergences_text, is_pair, n in counts.iter_rows():
             if kind == Kind.STATEMENT.value:
@@ -217,22 +222,24 @@ def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.Laz
     nsu, auth, txid = pl.col("nsu"), pl.col("authorization_code"), pl.col("txid")
     both = nsu.is_not_null() & auth.is_not_null()
     txid_only = nsu.is_null() & auth.is_null() & txid.is_not_null()
-    first = pl.when(both).then(nsu.str.strip_chars_start("0") if strip[0] else nsu)
-    second = auth.str.strip_chars_start("0") if strip[1] else auth
-    h = (
-        pl.col("establishment_code").hash(0)
-        ^ first.otherwise(lowered(frame, "txid")).hash(1)
-        ^ pl.when(both).then(second).hash(2)
-    )
+    card = (nsu.str.strip_chars_start("0") if strip[0] else nsu).hash(1) ^ (
+        auth.str.strip_chars_start("0") if strip[1] else auth
+    ).hash(2)
+    # Column by column: no key text is built.
+    instant = lowered(frame, "txid").hash(3)
+    h = pl.col("establishment_code").hash(0) ^ pl.when(both).then(card).otherwise(instant)
     return frame.lazy().with_row_index("at").filter(both | txid_only).select("at", column, h=h)
 
 
 def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bool]:
     """Whether any NSU, any authorization code of either frame starts with '0'."""
-    found = [
-        frame.select(pl.col("nsu", "authorization_code").str.starts_with("0").any())
-        for frame in (receipts, rows)
-    ]
+    found = pl.collect_all(
+        [
+            frame.lazy().select(pl.col("nsu", "authorization_code").str.starts_with("0").any())
+            for frame in (receipts, rows)
+        ],
+        engine=IN_MEMORY,
+    )
     return (
         bool(found[0]["nsu"][0] or found[1]["nsu"][0]),
         bool(found[0]["authorization_code"][0] or found[1]["authorization_code"][0]),
@@ -255,7 +262,8 @@ def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zo
             # Distinct hashes are distinct ids; equal ones are looked at closely.
             receipts.lazy().select(pl.col("sale_id").hash().n_unique()),
             rows.lazy().select(pl.col("record_id").hash().n_unique()),
-        ]
+        ],
+        engine=IN_MEMORY,
     )
     if receipt_ids.item() != receipts.height:
         _check_ids(receipts, "sale_id")

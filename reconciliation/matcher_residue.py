@@ -306,7 +306,7 @@ def _candidates(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame, key: list[str])
     """Every (receipt, sale) sharing `key`, with the number of such pairs of the key `in_key`;
     a key with too many makes its establishment irregular."""
     sizes = rs.group_by(key).len("n_r").join(ss.group_by(key).len("n_s"), on=key)
-    crowded = sizes.filter(pl.col("n_r") * pl.col("n_s") > JOIN_LIMIT)
+    crowded = sizes.filter(pl.col("n_r").cast(pl.Int64) * pl.col("n_s") > JOIN_LIMIT)
     if not crowded.is_empty():
         work.flag(crowded, pl.lit(True))
         rs = rs.join(crowded, on=key, how="anti")
