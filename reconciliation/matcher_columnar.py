@@ -123,20 +123,29 @@ def reconcile_frames(
     kept, heads = _plain_sales(_rows_by_receipt(receipts, statement_rows, as_of, zone), receipts, as_of)
     left_receipts = _without(receipts, heads.get_column("r_at"))
     left_rows = _without(statement_rows, kept.get_column("s_at"))
-    # The fast pairs' outcomes and the residue's share nothing: two threads (polars works
-    # without the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # The fast pairs' outcomes and the residue's share nothing, nor do establishments: threads
+    # (polars works without the GIL).
+    with ThreadPoolExecutor(max_workers=_RESIDUE_SHARES) as pool:
         fast = pool.submit(_tallied_outcomes, kept, heads)
-        residue = (
-            residue_outcomes(left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone)
+        shares = (
+            [
+                pool.submit(
+                    residue_outcomes, share_r, share_s, as_of=as_of, lookback_days=lookback_days, zone=zone
+                )
+                for share_r, share_s in _shares(left_receipts, left_rows)
+            ]
             if isinstance(zone, ZoneInfo)
             else None
         )
         parts, tally = fast.result()
-    if residue is not None:
-        parts.append(residue.frame)
-        tally.add_frame(residue.frame)
-        codes = pl.Series(list(residue.irregular), dtype=pl.String).implode()
+        residues = [share.result() for share in shares] if shares is not None else None
+    if residues is not None:
+        irregular: set[str] = set()
+        for residue in residues:
+            parts.append(residue.frame)
+            tally.add_frame(residue.frame)
+            irregular.update(residue.irregular)
+        codes = pl.Series(list(irregular), dtype=pl.String).implode()
         left_receipts = left_receipts.filter(pl.col("establishment_code").is_in(codes))
         left_rows = left_rows.filter(pl.col("establishment_code").is_in(codes))
     python_records = left_receipts.height + left_rows.height
@@ -156,6 +165,33 @@ def reconcile_frames(
         pairs=tally.pairs,
         python_records=python_records,
     )
+
+
+# The residue is worked out in this many shares of establishments at once.
+_RESIDUE_SHARES = 2
+
+
+def _shares(receipts: pl.DataFrame, rows: pl.DataFrame) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    """The records split by establishment into up to `_RESIDUE_SHARES` shares of similar size."""
+    sizes = (
+        pl.concat([receipts.select("establishment_code"), rows.select("establishment_code")])
+        .group_by("establishment_code")
+        .len()
+        .sort("len", "establishment_code", descending=True)
+    )
+    if sizes.height < 2:
+        return [(receipts, rows)]
+    loads = [0] * _RESIDUE_SHARES
+    members: list[list[str]] = [[] for _ in loads]
+    for code, n in sizes.iter_rows():  # the largest first, to the lightest share
+        lightest = loads.index(min(loads))
+        loads[lightest] += n
+        members[lightest].append(code)
+    split = []
+    for codes in members:
+        share = pl.col("establishment_code").is_in(pl.Series(codes, dtype=pl.String).implode())
+        split.append((receipts.filter(share), rows.filter(share)))
+    return split
 
 
 class _Tally:

@@ -45,6 +45,9 @@ JOIN_LIMIT = 10_000
 # A frame holds the receipt's business-zone wall time where the record holds its instant.
 _RECEIPT_CONTENT = tuple("wall" if f == "sale_datetime" else f for f in RECEIPT_CONTENT_FIELDS)
 _ROW_CONTENT = ROW_CONTENT_FIELDS
+# Numbers copies share: hashed together they find the candidates, which the content decides.
+_RECEIPT_QUICK = ("wall", "amount_cents")
+_ROW_QUICK = ("sale_date", "sale_time", "installment_number", "gross_amount_cents")
 # `matcher._base_key`: a sale's rows and its events share it.
 _BASE = (
     "establishment_code",
@@ -94,13 +97,21 @@ class _Work:
         self.start = window_start(as_of, lookback_days)
         self.zone = zone
         self.irregular: set[str] = set()
+        self._pending: list[pl.LazyFrame] = []
 
     def flag(self, frame: pl.DataFrame, condition: pl.Expr) -> None:
-        """The establishments of the records meeting `condition` are irregular."""
-        found = frame.filter(condition).get_column("establishment_code").unique().to_list()
-        self.irregular.update(found)
+        """The establishments of the records meeting `condition` are irregular (known once
+        `settle` has run: the checks are collected together)."""
+        self._pending.append(frame.lazy().filter(condition).select("establishment_code"))
+
+    def settle(self) -> None:
+        found = pl.collect_all(self._pending, engine="in-memory")
+        self._pending.clear()
+        for codes in found:
+            self.irregular.update(codes.get_column("establishment_code").to_list())
 
     def regular(self, frame: pl.DataFrame) -> pl.DataFrame:
+        self.settle()
         if not self.irregular:
             return frame
         return frame.filter(~pl.col("establishment_code").is_in(pl.Series(list(self.irregular)).implode()))
@@ -119,8 +130,10 @@ def residue_outcomes(
     work.flag(rows, _non_ascii("record_id"))
     receipts, rows = work.regular(receipts), work.regular(rows)
 
-    recs, receipt_copies = _dedupe(_prepared_receipts(receipts, zone), "sale_id", _RECEIPT_CONTENT)
-    kept_rows, row_copies = _dedupe(rows, "record_id", _ROW_CONTENT)
+    recs, receipt_copies = _dedupe(
+        _prepared_receipts(receipts, zone), "sale_id", _RECEIPT_QUICK, _RECEIPT_CONTENT
+    )
+    kept_rows, row_copies = _dedupe(rows, "record_id", _ROW_QUICK, _ROW_CONTENT)
     row_sale, sales = _sales(work, kept_rows)
 
     recs = recs.with_row_index("ri")
@@ -152,7 +165,8 @@ def residue_outcomes(
         ],
         how="vertical",
     )
-    return Residue(work.regular(frame.cast(RESULT_SCHEMA)), frozenset(work.irregular))
+    frame = work.regular(frame.cast(RESULT_SCHEMA))
+    return Residue(frame, frozenset(work.irregular))
 
 
 def _prepared_receipts(receipts: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
@@ -169,11 +183,11 @@ def _prepared_receipts(receipts: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
 
 
 def _dedupe(
-    frame: pl.DataFrame, id_column: str, content: tuple[str, ...]
+    frame: pl.DataFrame, id_column: str, quick: tuple[str, ...], content: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(records kept, copies with the id `kept`): of equal records the lowest id is kept."""
-    # Equal records have equal hashes: only those are compared column by column.
-    maybe = frame.select(pl.struct(content).hash().is_duplicated()).to_series()
+    # Equal records have equal `quick` columns: only those are compared column by column.
+    maybe = frame.select(pl.struct(quick).hash().is_duplicated()).to_series()
     if not maybe.any():
         return frame, frame.clear().with_columns(kept=pl.col(id_column))
     copies = (
@@ -198,15 +212,6 @@ def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFram
     )
 
 
-def _key_hash(work: _Work, frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.Series:
-    """A hash of `columns` standing for them: a collision makes every establishment irregular."""
-    key = pl.struct(columns)
-    hashed = frame.select(key.hash()).to_series()
-    if frame.select(key.n_unique()).item() != hashed.n_unique():
-        work.flag(frame, pl.lit(True))
-    return hashed
-
-
 def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`matcher._group_sales` on the kept rows: (record_id, establishment, sale id `sid`) per
     row, and one row per sale: its primary row's columns, its ids, its events."""
@@ -215,12 +220,11 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     rows = rows.with_columns(time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")), is_event=~is_sale)
     # Installment rows: one sale per (base, sale amount); events: one orphan sale per
     # (base, sale amount), used only if no sale has their base.
-    base = _key_hash(work, rows, _BASE)
     candidate = pl.when(is_sale).then(pl.col("group"))
     grouped = (
-        rows.with_columns(base=base, position=pl.int_range(pl.len(), dtype=pl.Int64))
-        .with_columns(group=pl.col("position").first().over("base", "sale_amount_cents", "is_event"))
-        .with_columns(low=candidate.min().over("base"), high=candidate.max().over("base"))
+        rows.with_columns(position=pl.int_range(pl.len(), dtype=pl.Int64))
+        .with_columns(group=pl.col("position").first().over(*_BASE, "sale_amount_cents", "is_event"))
+        .with_columns(low=candidate.min().over(_BASE), high=candidate.max().over(_BASE))
         .with_columns(
             sid=pl.when(is_sale | pl.col("low").is_null()).then(pl.col("group")).otherwise(pl.col("low"))
         )
