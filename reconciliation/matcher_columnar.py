@@ -203,12 +203,8 @@ class _Tally:
         self.divergences = dict.fromkeys(Divergence, 0)
         self.pairs = 0
 
-    def add_frame(self, frame: pl.DataFrame, *, all_paired: bool = False) -> None:
-        paired = (
-            pl.lit(True)
-            if all_paired
-            else (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
-        )
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        paired = (pl.col("counterpart_ids") != "") & (pl.col("status") != Status.DUPLICATE.value)
         counts = (
             frame.lazy()
             .group_by("kind", "status", "divergences", paired.alias("paired"))
@@ -357,14 +353,21 @@ def _plain_sales(
 
 def _tallied_outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[list[pl.DataFrame], _Tally]:
     """`_outcomes` and their counts."""
-    parts, tally = list(_outcomes(kept, heads)), _Tally()
-    for part in parts:
-        tally.add_frame(part, all_paired=True)
-    return parts, tally
+    receipts_out, rows_out, by_mask = _outcomes(kept, heads)
+    tally = _Tally()
+    for mask, n_receipts, n_rows in by_mask.iter_rows():
+        status = Status.MATCHED if mask == 0 else Status.DIVERGENT
+        tally.receipts[status] += n_receipts
+        tally.statement[status] += n_rows
+        tally.pairs += n_receipts
+        for divergence, bit in DIVERGENCE_BIT.items():
+            tally.divergences[divergence] += n_receipts if mask & bit else 0
+    return [receipts_out, rows_out], tally
 
 
-def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them."""
+def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, and
+    how many pairs (receipts and rows) have each divergence mask."""
     # Computed on the primary rows (those of one sale differ in brand and payment type only).
     ids_bucket = pl.col("r_nsu").is_not_null()
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
@@ -423,7 +426,14 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl
         ],
         how="diagonal",
     ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:])
-    return receipts_out, rows_out
+    starts = kept.get_column("first").arg_true()
+    run_lengths = starts.append(pl.Series([kept.height], dtype=starts.dtype)).diff(null_behavior="drop")
+    by_mask = (
+        primaries.select("mask", rows=run_lengths)
+        .group_by("mask")
+        .agg(pl.len().cast(pl.Int64), pl.col("rows").sum().cast(pl.Int64))
+    )
+    return receipts_out, rows_out, by_mask
 
 
 def _business_day(receipts: pl.DataFrame, zone: tzinfo) -> pl.Expr:
