@@ -35,6 +35,9 @@ from reconciliation.records import (
     statement_row_maker,
 )
 
+# The matchers' lazy queries are small and many: polars' streaming engine only adds to their cost.
+IN_MEMORY = "in-memory"
+
 RECEIPT_SCHEMA: dict[str, pl.DataType] = {
     "sale_id": pl.String(),
     "establishment_code": pl.String(),

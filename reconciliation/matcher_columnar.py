@@ -39,6 +39,7 @@ import polars as pl
 from reconciliation import matcher
 from reconciliation.frames import (
     DIVERGENCE_BIT,
+    IN_MEMORY,
     KIND,
     RESULT_COLUMNS,
     RULE,
@@ -54,8 +55,6 @@ from reconciliation.matcher_residue import residue_outcomes
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
-# Lazy queries here are small and many: polars' streaming engine only adds to their cost.
-IN_MEMORY = "in-memory"
 # Columns of the rows and their receipt the fast path reads, once paired by bucket.
 _ROW_COLUMNS = (
     "record_id",

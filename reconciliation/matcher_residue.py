@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from reconciliation.frames import DIVERGENCE_BIT, DIVERGENCE_TEXT, RESULT_SCHEMA, ident, lowered
+from reconciliation.frames import DIVERGENCE_BIT, DIVERGENCE_TEXT, IN_MEMORY, RESULT_SCHEMA, ident, lowered
 from reconciliation.matcher import (
     PIX_TIME_TOLERANCE_SECONDS,
     RECEIPT_CONTENT_FIELDS,
@@ -105,7 +105,7 @@ class _Work:
         self._pending.append(frame.lazy().filter(condition).select("establishment_code"))
 
     def settle(self) -> None:
-        found = pl.collect_all(self._pending, engine="in-memory")
+        found = pl.collect_all(self._pending, engine=IN_MEMORY)
         self._pending.clear()
         for codes in found:
             self.irregular.update(codes.get_column("establishment_code").to_list())
