@@ -309,12 +309,17 @@ def _bucket_pairs(work: _Work, recs: pl.DataFrame, sales: pl.DataFrame) -> pl.Da
 def _candidates(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     """Every (receipt, sale) sharing `key`, with the number of such pairs of the key `in_key`;
     a key with too many makes its establishment irregular."""
-    sizes = rs.group_by(key).len("n_r").join(ss.group_by(key).len("n_s"), on=key)
-    crowded = sizes.filter(pl.col("n_r").cast(pl.Int64) * pl.col("n_s") > JOIN_LIMIT)
+    crowded = crowded_keys(rs.group_by(key).len("n_r").join(ss.group_by(key).len("n_s"), on=key))
     if not crowded.is_empty():
         work.flag(crowded, pl.lit(True))
         rs = rs.join(crowded, on=key, how="anti")
     return rs.join(ss, on=key, how="inner", suffix="_s").with_columns(in_key=pl.len().over(key))
+
+
+def crowded_keys(sizes: pl.DataFrame) -> pl.DataFrame:
+    """The keys whose receipts `n_r` and sales `n_s` would join into more than `JOIN_LIMIT` pairs
+    (counted in 64 bits: polars' `len()` is 32-bit, and the product must not wrap around)."""
+    return sizes.filter(pl.col("n_r").cast(pl.Int64) * pl.col("n_s") > JOIN_LIMIT)
 
 
 def _unique_pairs(joined: pl.DataFrame, r_pos: str, s_pos: str, tolerance: float) -> pl.DataFrame:

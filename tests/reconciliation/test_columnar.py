@@ -15,6 +15,7 @@ from reconciliation import synth
 from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, result_frame, statement_frame
 from reconciliation.matcher import reconcile
 from reconciliation.matcher_columnar import _business_day, reconcile_frames
+from reconciliation.matcher_residue import crowded_keys
 from reconciliation.records import EventType, PaymentType, Receipt, StatementRow
 from tests.reconciliation.columnar_check import both_matchers
 from tests.reconciliation.factories import TZ, event, receipt, rows_like, sale_rows
@@ -227,3 +228,12 @@ def test_business_days_are_those_python_computes(zone, start: datetime) -> None:
     )
     days = frame.select(_business_day(frame, zone)).to_series().to_list()
     assert days == [at.astimezone(zone).date() for at in instants]
+
+
+def test_a_key_too_crowded_to_join_is_found_even_past_32_bits() -> None:
+    # 65,536 x 65,536 candidate pairs is 2**32: a 32-bit product would wrap around to 0.
+    sizes = pl.DataFrame(
+        {"key": ["wide", "past", "small"], "n_r": [65_536, 70_000, 3], "n_s": [65_536, 70_000, 4]},
+        schema={"key": pl.String, "n_r": pl.UInt32, "n_s": pl.UInt32},
+    )
+    assert crowded_keys(sizes).get_column("key").to_list() == ["wide", "past"]
