@@ -51,7 +51,7 @@ from reconciliation.frames import (
     statement_records,
 )
 from reconciliation.matcher import RULE_A, RULE_A_DATE, RULE_C_TXID, id_sort_key, reconcile
-from reconciliation.matcher_residue import residue_outcomes
+from reconciliation.matcher_residue import Residue, residue_outcomes
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
@@ -120,31 +120,16 @@ def reconcile_frames(
     if receipts.schema["sale_datetime"].time_zone is None:  # type: ignore[attr-defined]
         raise ValueError("sale_datetime deve ter fuso horário")
     kept, heads = _plain_sales(_rows_by_receipt(receipts, statement_rows, as_of, zone), receipts, as_of)
-    left_receipts = _without(receipts, heads.get_column("r_at"))
-    left_rows = _without(statement_rows, kept.get_column("s_at"))
-    # The fast pairs' outcomes and the residue's share nothing, nor do establishments: threads
-    # (polars works without the GIL).
-    with ThreadPoolExecutor(max_workers=_RESIDUE_SHARES) as pool:
-        fast = pool.submit(_tallied_outcomes, kept, heads)
-        shares = (
-            [
-                pool.submit(
-                    residue_outcomes, share_r, share_s, as_of=as_of, lookback_days=lookback_days, zone=zone
-                )
-                for share_r, share_s in _shares(left_receipts, left_rows)
-            ]
-            if isinstance(zone, ZoneInfo)
-            else None
-        )
+    # The fast pairs' outcomes and the residue share nothing: threads (polars works without the GIL).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fast = pool.submit(_checked_outcomes, kept, heads, receipts, statement_rows)
+        left = pool.submit(_left_over, receipts, statement_rows, kept, heads, as_of, lookback_days, zone)
         parts, tally = fast.result()
-        residues = [share.result() for share in shares] if shares is not None else None
-    if residues is not None:
-        irregular: set[str] = set()
-        for residue in residues:
-            parts.append(residue.frame)
-            tally.add_frame(residue.frame)
-            irregular.update(residue.irregular)
-        codes = pl.Series(list(irregular), dtype=pl.String).implode()
+        left_receipts, left_rows, residue = left.result()
+    if residue is not None:
+        parts.append(residue.frame)
+        tally.add_frame(residue.frame)
+        codes = pl.Series(list(residue.irregular), dtype=pl.String).implode()
         left_receipts = left_receipts.filter(pl.col("establishment_code").is_in(codes))
         left_rows = left_rows.filter(pl.col("establishment_code").is_in(codes))
     python_records = left_receipts.height + left_rows.height
@@ -164,33 +149,6 @@ def reconcile_frames(
         pairs=tally.pairs,
         python_records=python_records,
     )
-
-
-# The residue is worked out in this many shares of establishments at once.
-_RESIDUE_SHARES = 2
-
-
-def _shares(receipts: pl.DataFrame, rows: pl.DataFrame) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
-    """The records split by establishment into up to `_RESIDUE_SHARES` shares of similar size."""
-    sizes = (
-        pl.concat([receipts.select("establishment_code"), rows.select("establishment_code")])
-        .group_by("establishment_code")
-        .len()
-        .sort("len", "establishment_code", descending=True)
-    )
-    if sizes.height < 2:
-        return [(receipts, rows)]
-    loads = [0] * _RESIDUE_SHARES
-    members: list[list[str]] = [[] for _ in loads]
-    for code, n in sizes.iter_rows():  # the largest first, to the lightest share
-        lightest = loads.index(min(loads))
-        loads[lightest] += n
-        members[lightest].append(code)
-    split = []
-    for codes in members:
-        share = pl.col("establishment_code").is_in(pl.Series(codes, dtype=pl.String).implode())
-        split.append((receipts.filter(share), rows.filter(share)))
-    return split
 
 
 class _Tally:
@@ -229,13 +187,51 @@ class _Tally:
         self.pairs += result.pairs
 
 
-def _check_ids(frame: pl.DataFrame, column: str) -> None:
+def _check_ids(receipts: pl.DataFrame, rows: pl.DataFrame) -> None:
     """The error `reconcile()` raises for ids repeated on one side."""
-    ids = frame.get_column(column)
-    if ids.n_unique() != ids.len():
-        repeated = ids.filter(ids.is_duplicated()).unique().to_list()
-        listed = ", ".join(sorted(repeated, key=id_sort_key)[:5])
-        raise ValueError(f"{column} repetido: {listed}")
+    # Distinct hashes are distinct ids; equal ones are looked at closely.
+    counts = pl.collect_all(
+        [
+            receipts.lazy().select(pl.col("sale_id").hash().n_unique()),
+            rows.lazy().select(pl.col("record_id").hash().n_unique()),
+        ],
+        engine=IN_MEMORY,
+    )
+    for frame, column, count in zip((receipts, rows), ("sale_id", "record_id"), counts, strict=True):
+        if count.item() == frame.height:
+            continue
+        ids = frame.get_column(column)
+        if ids.n_unique() != ids.len():
+            repeated = ids.filter(ids.is_duplicated()).unique().to_list()
+            listed = ", ".join(sorted(repeated, key=id_sort_key)[:5])
+            raise ValueError(f"{column} repetido: {listed}")
+
+
+def _checked_outcomes(
+    kept: pl.DataFrame, heads: pl.DataFrame, receipts: pl.DataFrame, rows: pl.DataFrame
+) -> tuple[list[pl.DataFrame], _Tally]:
+    """The fast pairs' outcomes and their counts, once no id is repeated (`_check_ids`: the
+    pairs do not depend on the ids, and the check is cheaper beside the residue)."""
+    _check_ids(receipts, rows)
+    return _tallied_outcomes(kept, heads)
+
+
+def _left_over(
+    receipts: pl.DataFrame,
+    rows: pl.DataFrame,
+    kept: pl.DataFrame,
+    heads: pl.DataFrame,
+    as_of: date,
+    lookback_days: int,
+    zone: tzinfo,
+) -> tuple[pl.DataFrame, pl.DataFrame, Residue | None]:
+    """The records the fast path did not pair and, in a `ZoneInfo`, the residue's outcomes."""
+    left_receipts = _without(receipts, heads.get_column("r_at"))
+    left_rows = _without(rows, kept.get_column("s_at"))
+    if not isinstance(zone, ZoneInfo):
+        return left_receipts, left_rows, None
+    residue = residue_outcomes(left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone)
+    return left_receipts, left_rows, residue
 
 
 def _without(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
@@ -279,27 +275,19 @@ def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bo
 
 def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
     """The rows of the buckets with one receipt dated up to `as_of`, by receipt (position `r_at`,
-    business day `r_day`) then installment number, with their position `s_at`; first, repeated
-    ids are refused."""
+    business day `r_day`) then installment number, with their position `s_at`."""
     day = _business_day(receipts, zone)
     strip = _leading_zeros(receipts, rows)
-    singles, keyed_rows, receipt_ids, row_ids = pl.collect_all(
+    singles, keyed_rows = pl.collect_all(
         [
             _keyed(receipts, "sale_datetime", strip)
             .filter(pl.col("h").is_unique())
             .select("h", r_at="at", r_day=day)
             .filter(pl.col("r_day") <= as_of),
             _keyed(rows, "installment_number", strip).select("h", s_at="at", number="installment_number"),
-            # Distinct hashes are distinct ids; equal ones are looked at closely.
-            receipts.lazy().select(pl.col("sale_id").hash().n_unique()),
-            rows.lazy().select(pl.col("record_id").hash().n_unique()),
         ],
         engine=IN_MEMORY,
     )
-    if receipt_ids.item() != receipts.height:
-        _check_ids(receipts, "sale_id")
-    if row_ids.item() != rows.height:
-        _check_ids(rows, "record_id")
     joined = keyed_rows.join(singles, on="h", how="inner")
     if joined.is_empty() or joined["number"].max() >= 1 << 32:  # type: ignore[operator]
         order: Any = ["r_at", "number"]
