@@ -179,7 +179,8 @@ def ident(column: str) -> pl.Expr:
 def lowered(frame: pl.DataFrame, column: str) -> pl.Expr:
     """`value.lower()` as Python computes it (polars' own lower-casing only for ASCII text)."""
     text = pl.col(column)
-    other = frame.filter(text.str.len_bytes() != text.str.len_chars()).get_column(column).unique()
+    values = frame.get_column(column).drop_nulls()
+    other = values.filter(values.str.len_bytes() != values.str.len_chars()).unique()
     if other.is_empty():
         return text.str.to_lowercase()
     mapping = {value: value.lower() for value in other.to_list()}

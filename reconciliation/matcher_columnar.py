@@ -247,15 +247,24 @@ def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.Laz
     the identifiers themselves, so a collision can only send buckets to the residue. `strip`
     says whether any NSU / authorization code of either side has leading zeros at all."""
     nsu, auth, txid = pl.col("nsu"), pl.col("authorization_code"), pl.col("txid")
-    both = nsu.is_not_null() & auth.is_not_null()
-    txid_only = nsu.is_null() & auth.is_null() & txid.is_not_null()
+    establishment = pl.col("establishment_code").hash(0)
     card = (nsu.str.strip_chars_start("0") if strip[0] else nsu).hash(1) ^ (
         auth.str.strip_chars_start("0") if strip[1] else auth
     ).hash(2)
-    # Column by column: no key text is built.
     instant = lowered(frame, "txid").hash(3)
-    h = pl.col("establishment_code").hash(0) ^ pl.when(both).then(card).otherwise(instant)
-    return frame.lazy().with_row_index("at").filter(both | txid_only).select("at", column, h=h)
+    # Column by column (no key text is built), and each kind of bucket apart: lower-casing a
+    # column costs as much for its nulls as for its text.
+    numbered = frame.lazy().with_row_index("at")
+    return pl.concat(
+        [
+            numbered.filter(nsu.is_not_null() & auth.is_not_null()).select(
+                "at", column, h=establishment ^ card
+            ),
+            numbered.filter(nsu.is_null() & auth.is_null() & txid.is_not_null()).select(
+                "at", column, h=establishment ^ instant
+            ),
+        ]
+    )
 
 
 def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bool]:
