@@ -217,40 +217,45 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     row, and one row per sale: its primary row's columns, its ids, its events."""
     is_sale = pl.col("event_type") == _SALE
     no_ids = pl.col("nsu").is_null() & pl.col("authorization_code").is_null() & pl.col("txid").is_null()
-    rows = rows.with_columns(time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")), is_event=~is_sale)
     # Installment rows: one sale per (base, sale amount); events: one orphan sale per
-    # (base, sale amount), used only if no sale has their base.
+    # (base, sale amount), used only if no sale has their base. Groups are named by their
+    # first row's position, the base (`_BASE`, several columns) once by an integer.
     candidate = pl.when(is_sale).then(pl.col("group"))
     grouped = (
-        rows.with_columns(position=pl.int_range(pl.len(), dtype=pl.Int64))
-        .with_columns(group=pl.col("position").first().over(*_BASE, "sale_amount_cents", "is_event"))
-        .with_columns(low=candidate.min().over(_BASE), high=candidate.max().over(_BASE))
+        rows.with_columns(
+            time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")),
+            is_event=~is_sale,
+            position=pl.int_range(pl.len(), dtype=pl.Int64),
+        )
+        .with_columns(base=pl.col("position").first().over(_BASE))
+        .with_columns(group=pl.col("position").first().over("base", "sale_amount_cents", "is_event"))
+        .with_columns(low=candidate.min().over("base"), high=candidate.max().over("base"))
         .with_columns(
             sid=pl.when(is_sale | pl.col("low").is_null()).then(pl.col("group")).otherwise(pl.col("low"))
         )
     )
     work.flag(grouped, ~is_sale & (pl.col("low") != pl.col("high")))
-    work.flag(grouped, is_sale & pl.struct("sid", "installment_number", "is_event").is_duplicated())
 
-    # Rows by installment number, then events in id order.
-    ordered = grouped.sort(
-        "sid",
-        "is_event",
-        pl.when(is_sale).then(pl.col("installment_number")).otherwise(0),
-        *_id_order("record_id"),
+    # A sale's rows by installment number (one sale repeating a number is irregular), then its
+    # events in id order.
+    sale_rows = grouped.filter(is_sale).sort("sid", "installment_number")
+    same = (pl.col("sid") == pl.col("sid").shift(1)) & (
+        pl.col("installment_number") == pl.col("installment_number").shift(1)
     )
-    per_sale = ordered.group_by("sid", maintain_order=True).agg(
-        ids=pl.col("record_id"),
-        has_events=pl.col("is_event").any(),
+    work.flag(sale_rows, same)
+    events = grouped.filter(pl.col("is_event")).sort("sid", *_id_order("record_id"))
+    with_rows = sale_rows.group_by("sid", maintain_order=True).agg(row_ids=pl.col("record_id").str.join("|"))
+    with_events = events.group_by("sid", maintain_order=True).agg(
+        event_ids=pl.col("record_id").str.join("|"),
         cancellations=(pl.col("event_type") == EventType.CANCELLATION.value).sum(),
         chargebacks=(pl.col("event_type") == EventType.CHARGEBACK.value).sum(),
         reversals=(pl.col("event_type") == EventType.CHARGEBACK_REVERSAL.value).sum(),
     )
-    # The primary row: the lowest installment number; among events, then the lowest id.
+    # The primary row: the lowest installment number; of an orphan's events, then the lowest id.
     primary = pl.concat(
         [
-            ordered.filter(~pl.col("is_event")).unique("sid", keep="first", maintain_order=True),
-            grouped.filter(pl.col("sid") == pl.col("group"), pl.col("is_event"))
+            sale_rows.unique("sid", keep="first", maintain_order=True),
+            events.filter(pl.col("sid") == pl.col("group"))
             .sort("sid", "installment_number", *_id_order("record_id"))
             .unique("sid", keep="first", maintain_order=True),
         ],
@@ -274,7 +279,19 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
         payment_type=pl.col("payment_type"),
         has_time=pl.col("sale_time").is_not_null(),
         ts=moment.dt.epoch("us").cast(pl.Float64) / 1e6,
-    ).join(per_sale.with_columns(pl.col("ids").list.join("|")), on="sid", how="inner")
+    )
+    sales = (
+        sales.join(with_rows, on="sid", how="left")
+        .join(with_events, on="sid", how="left")
+        .with_columns(
+            ids=pl.concat_str("row_ids", "event_ids", separator="|", ignore_nulls=True),
+            has_events=pl.col("event_ids").is_not_null(),
+            cancellations=pl.col("cancellations").fill_null(0),
+            chargebacks=pl.col("chargebacks").fill_null(0),
+            reversals=pl.col("reversals").fill_null(0),
+        )
+        .drop("row_ids", "event_ids")
+    )
     # Python would place a time the clocks skip with its fold; not worth the vector form.
     work.flag(sales, pl.col("has_time") & pl.col("ts").is_null())
     row_sale = grouped.select("record_id", "establishment_code", "sid")
