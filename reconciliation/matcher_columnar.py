@@ -28,7 +28,7 @@ duplicates never cross establishments, so the residue may be split by establishm
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
@@ -51,7 +51,7 @@ from reconciliation.frames import (
     statement_records,
 )
 from reconciliation.matcher import RULE_A, RULE_A_DATE, RULE_C_TXID, id_sort_key, reconcile
-from reconciliation.matcher_residue import Residue, residue_outcomes
+from reconciliation.matcher_residue import ReceiptSide, Residue, receipt_side, residue_outcomes
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
@@ -120,12 +120,15 @@ def reconcile_frames(
     if receipts.schema["sale_datetime"].time_zone is None:  # type: ignore[attr-defined]
         raise ValueError("sale_datetime deve ter fuso horário")
     kept, heads = _plain_sales(_rows_by_receipt(receipts, statement_rows, as_of, zone), receipts, as_of)
-    # The fast pairs' outcomes and the residue share nothing: threads (polars works without the GIL).
+    # The fast pairs' outcomes, the residue's receipts and its rows share nothing: threads
+    # (polars works without the GIL), the receipts first on the fast pairs' one.
     with ThreadPoolExecutor(max_workers=2) as pool:
+        prepared = pool.submit(_receipts_left, receipts, heads, zone)
+        left = pool.submit(_left_over, prepared, statement_rows, kept, as_of, lookback_days, zone)
         fast = pool.submit(_checked_outcomes, kept, heads, receipts, statement_rows)
-        left = pool.submit(_left_over, receipts, statement_rows, kept, heads, as_of, lookback_days, zone)
         parts, tally = fast.result()
-        left_receipts, left_rows, residue = left.result()
+        left_receipts, _ = prepared.result()
+        left_rows, residue = left.result()
     if residue is not None:
         parts.append(residue.frame)
         tally.add_frame(residue.frame)
@@ -216,22 +219,34 @@ def _checked_outcomes(
     return _tallied_outcomes(kept, heads)
 
 
+def _receipts_left(
+    receipts: pl.DataFrame, heads: pl.DataFrame, zone: tzinfo
+) -> tuple[pl.DataFrame, ReceiptSide | None]:
+    """The receipts the fast path did not pair and, in a `ZoneInfo`, their `receipt_side`."""
+    left = _without(receipts, heads.get_column("r_at"))
+    return left, receipt_side(left, zone) if isinstance(zone, ZoneInfo) else None
+
+
 def _left_over(
-    receipts: pl.DataFrame,
+    receipts_left: Future[tuple[pl.DataFrame, ReceiptSide | None]],
     rows: pl.DataFrame,
     kept: pl.DataFrame,
-    heads: pl.DataFrame,
     as_of: date,
     lookback_days: int,
     zone: tzinfo,
-) -> tuple[pl.DataFrame, pl.DataFrame, Residue | None]:
-    """The records the fast path did not pair and, in a `ZoneInfo`, the residue's outcomes."""
-    left_receipts = _without(receipts, heads.get_column("r_at"))
+) -> tuple[pl.DataFrame, Residue | None]:
+    """The rows the fast path did not pair and, in a `ZoneInfo`, the residue's outcomes."""
     left_rows = _without(rows, kept.get_column("s_at"))
     if not isinstance(zone, ZoneInfo):
-        return left_receipts, left_rows, None
-    residue = residue_outcomes(left_receipts, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone)
-    return left_receipts, left_rows, residue
+        return left_rows, None
+
+    def side() -> ReceiptSide:
+        prepared = receipts_left.result()[1]
+        assert prepared is not None  # a `ZoneInfo`
+        return prepared
+
+    residue = residue_outcomes(side, left_rows, as_of=as_of, lookback_days=lookback_days, zone=zone)
+    return left_rows, residue
 
 
 def _without(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:

@@ -17,6 +17,7 @@ the irregular ones apart with `reconcile()` gives exactly the result of one run 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -117,26 +118,47 @@ class _Work:
         return frame.filter(~pl.col("establishment_code").is_in(pl.Series(list(self.irregular)).implode()))
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptSide:
+    """The residue's receipts, prepared (`receipt_side`): without copies, numbered `ri`."""
+
+    recs: pl.DataFrame
+    copies: pl.DataFrame
+    irregular: frozenset[str]
+
+
+def receipt_side(receipts: pl.DataFrame, zone: ZoneInfo) -> ReceiptSide:
+    """The receipts' part of `residue_outcomes`, which needs nothing of the rows."""
+    irregular = frozenset(receipts.filter(_non_ascii("sale_id")).get_column("establishment_code").to_list())
+    if irregular:
+        receipts = receipts.filter(~pl.col("establishment_code").is_in(pl.Series(list(irregular)).implode()))
+    recs, copies = _dedupe(_prepared_receipts(receipts, zone), "sale_id", _RECEIPT_QUICK, _RECEIPT_CONTENT)
+    return ReceiptSide(recs.with_row_index("ri"), copies, irregular)
+
+
 def residue_outcomes(
-    receipts: pl.DataFrame, rows: pl.DataFrame, *, as_of: date, lookback_days: int, zone: ZoneInfo
+    receipts: Callable[[], ReceiptSide],
+    rows: pl.DataFrame,
+    *,
+    as_of: date,
+    lookback_days: int,
+    zone: ZoneInfo,
 ) -> Residue:
     """Outcomes of `reconcile(receipts, rows)` for the regular establishments (module docstring).
 
     The records are the fast path's residue: no bucket of theirs is one plain sale with its one
-    receipt (`_Run.try_pair` fails on each).
+    receipt (`_Run.try_pair` fails on each). `receipts` gives their `receipt_side`, which may be
+    worked out meanwhile, once the rows are prepared.
     """
     work = _Work(as_of, lookback_days, zone)
-    work.flag(receipts, _non_ascii("sale_id"))
     work.flag(rows, _non_ascii("record_id"))
-    receipts, rows = work.regular(receipts), work.regular(rows)
-
-    recs, receipt_copies = _dedupe(
-        _prepared_receipts(receipts, zone), "sale_id", _RECEIPT_QUICK, _RECEIPT_CONTENT
-    )
+    rows = work.regular(rows)
     kept_rows, row_copies = _dedupe(rows, "record_id", _ROW_QUICK, _ROW_CONTENT)
     row_sale, sales = _sales(work, kept_rows)
+    side = receipts()
+    recs, receipt_copies = side.recs, side.copies
+    work.irregular.update(side.irregular)
 
-    recs = recs.with_row_index("ri")
     found = _bucket_pairs(work, recs, sales)
     found_all = [found]
     # The general path: rules (b) and (c) in turn over the records dated up to `as_of` still free.
