@@ -307,17 +307,19 @@ def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zo
             _keyed(receipts, "sale_datetime", strip)
             .filter(pl.col("h").is_unique())
             .select("h", r_at="at", r_day=day)
-            .filter(pl.col("r_day") <= as_of),
+            .filter(pl.col("r_day") <= as_of)
+            .sort("r_at"),
             _keyed(rows, "installment_number", strip).select("h", s_at="at", number="installment_number"),
         ],
         engine=IN_MEMORY,
     )
-    joined = keyed_rows.join(singles, on="h", how="inner")
-    if joined.is_empty() or joined["number"].max() >= 1 << 32:  # type: ignore[operator]
-        order: Any = ["r_at", "number"]
-    else:
-        order = pl.col("r_at").cast(pl.UInt64) * (1 << 32) + pl.col("number").cast(pl.UInt64)
-    joined = joined.sort(order).select("r_at", "s_at", "number", "r_day")
+    # By receipt, as `singles` are; a receipt's rows come as the retorno lists them, most often
+    # by installment number already.
+    joined = keyed_rows.join(singles, on="h", how="inner", maintain_order="right")
+    by_number = (pl.col("r_at") != pl.col("r_at").shift(1)) | (pl.col("number") > pl.col("number").shift(1))
+    if not joined.select(by_number.all()).item():
+        joined = joined.sort("r_at", "number")
+    joined = joined.select("r_at", "s_at", "number", "r_day")
     return pl.concat([joined, rows.select(_ROW_COLUMNS)[joined.get_column("s_at")]], how="horizontal")
 
 
