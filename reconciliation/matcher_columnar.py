@@ -74,17 +74,8 @@ _ROW_COLUMNS = (
 _IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid")
 # Columns the rows of a fast pair share: the identifiers and the other plain-sale columns.
 _SHARED_COLUMNS = (*_IDENTIFIER_COLUMNS, "sale_amount_cents", "sale_date", "installments", "acquirer")
-_RECEIPT_COLUMNS = (
-    "sale_id",
-    "establishment_code",
-    "nsu",
-    "authorization_code",
-    "txid",
-    "amount_cents",
-    "installments",
-    "brand",
-    "payment_type",
-)
+# Columns of a fast pair's receipt its outcome reads (beside the identifiers).
+_RECEIPT_COLUMNS = ("sale_id", "amount_cents", "installments", "brand", "payment_type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +207,13 @@ def _checked_outcomes(
     """The fast pairs' outcomes and their counts, once no id is repeated (`_check_ids`: the
     pairs do not depend on the ids, and the check is cheaper beside the residue)."""
     _check_ids(receipts, rows)
+    heads = pl.concat([heads, _receipt_columns(receipts, _RECEIPT_COLUMNS, heads)], how="horizontal")
     return _tallied_outcomes(kept, heads)
+
+
+def _receipt_columns(receipts: pl.DataFrame, columns: tuple[str, ...], heads: pl.DataFrame) -> pl.DataFrame:
+    """`columns` of the receipt of each of `heads`, as `r_<column>`."""
+    return receipts.select(columns)[heads.get_column("r_at")].rename(lambda c: f"r_{c}")
 
 
 def _receipts_left(
@@ -353,7 +350,7 @@ def _plain_sales(
     )
     heads = marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "event_type", "acquirer")
     heads = pl.concat(
-        [heads, receipts.select(_RECEIPT_COLUMNS)[heads.get_column("r_at")].rename(lambda c: f"r_{c}")],
+        [heads, _receipt_columns(receipts, _IDENTIFIER_COLUMNS, heads)],
         how="horizontal",
     )
     carried = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"r_{c}")) for c in _IDENTIFIER_COLUMNS)
