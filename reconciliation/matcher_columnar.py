@@ -183,15 +183,22 @@ class _Tally:
 
 def _check_ids(receipts: pl.DataFrame, rows: pl.DataFrame) -> None:
     """The error `reconcile()` raises for ids repeated on one side."""
-    # Distinct hashes are distinct ids; equal ones are looked at closely.
-    counts = pl.collect_all(
+    sides = ((receipts, "sale_id"), (rows, "record_id"))
+    # Ids in increasing order (as stores often list them) are distinct; otherwise distinct hashes
+    # are distinct ids, and equal ones are looked at closely.
+    increasing = pl.collect_all(
         [
-            receipts.lazy().select(pl.col("sale_id").hash().n_unique()),
-            rows.lazy().select(pl.col("record_id").hash().n_unique()),
+            frame.lazy().select((pl.col(column) > pl.col(column).shift(1)).slice(1).all(ignore_nulls=False))
+            for frame, column in sides
         ],
         engine=IN_MEMORY,
     )
-    for frame, column, count in zip((receipts, rows), ("sale_id", "record_id"), counts, strict=True):
+    unsorted = [side for side, known in zip(sides, increasing, strict=True) if not known.item()]
+    counts = pl.collect_all(
+        [frame.lazy().select(pl.col(column).hash().n_unique()) for frame, column in unsorted],
+        engine=IN_MEMORY,
+    )
+    for (frame, column), count in zip(unsorted, counts, strict=True):
         if count.item() == frame.height:
             continue
         ids = frame.get_column(column)
