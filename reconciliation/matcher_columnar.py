@@ -318,9 +318,10 @@ def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zo
         engine=IN_MEMORY,
     )
     # By receipt, as `singles` are; a receipt's rows come as the retorno lists them, most often
-    # by installment number already.
+    # by installment number already (the order of equal numbers does not matter: such a run is
+    # no plain sale).
     joined = keyed_rows.join(singles, on="h", how="inner", maintain_order="right")
-    by_number = (pl.col("r_at") != pl.col("r_at").shift(1)) | (pl.col("number") > pl.col("number").shift(1))
+    by_number = (pl.col("r_at") != pl.col("r_at").shift(1)) | (pl.col("number") >= pl.col("number").shift(1))
     if not joined.select(by_number.all()).item():
         joined = joined.sort("r_at", "number")
     joined = joined.select("r_at", "s_at", "number", "r_day")
