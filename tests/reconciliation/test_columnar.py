@@ -16,7 +16,7 @@ from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, result_frame, 
 from reconciliation.matcher import reconcile
 from reconciliation.matcher_columnar import _business_day, reconcile_frames
 from reconciliation.matcher_residue import crowded_keys
-from reconciliation.records import EventType, PaymentType, Receipt, StatementRow
+from reconciliation.records import EventType, PaymentType, Receipt, StatementRow, Status
 from tests.reconciliation.columnar_check import both_matchers
 from tests.reconciliation.factories import TZ, event, receipt, rows_like, sale_rows
 from tests.reconciliation.test_properties import BASE, PROPERTY_SETTINGS, clean_worlds, noisy_worlds
@@ -144,6 +144,28 @@ def test_a_choice_between_candidates_is_left_to_reconcile_for_that_establishment
     rows += rows_like(r3, 300, est="E2", nsu="78")  # rule (b) on the authorization code
     _, got = both_matchers([r1, r2, r3], rows, as_of=AS_OF)
     assert got.python_records == 4
+
+
+def test_installment_rows_listed_out_of_order_still_make_one_plain_sale() -> None:
+    r1 = receipt("1", installments=3, amount=10_000)
+    r2 = receipt("2", installments=2, amount=5_000, nsu="222", auth="B2")
+    rows = sale_rows(100, installments=3, amount=10_000)[::-1]
+    rows += sale_rows(200, installments=2, amount=5_000, nsu="222", auth="B2")
+    expected, got = both_matchers([r2, r1], rows, as_of=AS_OF)
+    assert got.python_records == 0
+    assert expected.receipts["1"].counterpart_ids == ("100", "101", "102")
+    assert got.receipt_status_counts[Status.MATCHED] == 2
+
+
+def test_ids_out_of_order_are_checked_by_their_values() -> None:
+    receipts = [receipt("9"), receipt("10", nsu="999", auth="Z9")]
+    rows = sale_rows(300) + sale_rows(20, nsu="999", auth="Z9")
+    _, got = both_matchers(receipts, rows, as_of=AS_OF)
+    assert got.pairs == 2
+    with pytest.raises(ValueError, match="sale_id repetido: 9"):
+        reconcile_frames(
+            receipts_frame([*receipts, replace(receipts[0], nsu="5")]), statement_frame(rows), as_of=AS_OF
+        )
 
 
 def test_repeated_ids_are_refused() -> None:
