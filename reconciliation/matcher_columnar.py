@@ -317,12 +317,13 @@ def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zo
         ],
         engine=IN_MEMORY,
     )
-    # By receipt, as `singles` are; a receipt's rows come as the retorno lists them, most often
-    # by installment number already (the order of equal numbers does not matter: such a run is
-    # no plain sale).
+    # In the order of `singles` (by receipt); a receipt's rows as the retorno lists them, most
+    # often by installment number already. The order is checked, not trusted; that of equal
+    # numbers does not matter (such a run is no plain sale).
     joined = keyed_rows.join(singles, on="h", how="inner", maintain_order="right")
-    by_number = (pl.col("r_at") != pl.col("r_at").shift(1)) | (pl.col("number") >= pl.col("number").shift(1))
-    if not joined.select(by_number.all()).item():
+    r_at, number = pl.col("r_at"), pl.col("number")
+    in_order = (r_at > r_at.shift(1)) | ((r_at == r_at.shift(1)) & (number >= number.shift(1)))
+    if not joined.select(in_order.all()).item():
         joined = joined.sort("r_at", "number")
     joined = joined.select("r_at", "s_at", "number", "r_day")
     return pl.concat([joined, rows.select(_ROW_COLUMNS)[joined.get_column("s_at")]], how="horizontal")

@@ -113,9 +113,16 @@ class _Work:
 
     def regular(self, frame: pl.DataFrame) -> pl.DataFrame:
         self.settle()
-        if not self.irregular:
-            return frame
-        return frame.filter(~pl.col("establishment_code").is_in(pl.Series(list(self.irregular)).implode()))
+        return _outside(frame, self.irregular)
+
+
+def _outside(frame: pl.DataFrame, codes: set[str] | frozenset[str]) -> pl.DataFrame:
+    """The records of `frame` whose establishment is not one of `codes`."""
+    if not codes:
+        return frame
+    return frame.filter(
+        ~pl.col("establishment_code").is_in(pl.Series(list(codes), dtype=pl.String).implode())
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +137,9 @@ class ReceiptSide:
 def receipt_side(receipts: pl.DataFrame, zone: ZoneInfo) -> ReceiptSide:
     """The receipts' part of `residue_outcomes`, which needs nothing of the rows."""
     irregular = frozenset(receipts.filter(_non_ascii("sale_id")).get_column("establishment_code").to_list())
-    if irregular:
-        receipts = receipts.filter(~pl.col("establishment_code").is_in(pl.Series(list(irregular)).implode()))
-    recs, copies = _dedupe(_prepared_receipts(receipts, zone), "sale_id", _RECEIPT_QUICK, _RECEIPT_CONTENT)
+    recs, copies = _dedupe(
+        _prepared_receipts(_outside(receipts, irregular), zone), "sale_id", _RECEIPT_QUICK, _RECEIPT_CONTENT
+    )
     return ReceiptSide(recs.with_row_index("ri"), copies, irregular)
 
 
