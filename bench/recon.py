@@ -74,11 +74,11 @@ def main() -> None:
     parser.add_argument("--establishments", type=int, default=40)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--fault-rate", type=float, default=0.1)
-    parser.add_argument(
-        "--repeat", type=int, default=7, help="best of this many matcher and join runs (>= 1)"
-    )
+    parser.add_argument("--repeat", type=int, default=7, help="best of this many matcher and join runs")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     start = date(2025, 3, 1)
     as_of = start + timedelta(days=args.days - 1)
