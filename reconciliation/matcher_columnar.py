@@ -8,9 +8,11 @@ Three parts:
 - The fast path: `matcher._Run.try_pair` on every bucket at once. A bucket holds the records of
   one establishment carrying both NSU and authorization code, by identifiers without leading zeros
   (rule a), or neither of them but a txid, by lower-cased txid (rule c). A bucket with exactly one
-  receipt and retorno rows that are one plain sale (installment rows only, sharing every
+  receipt and retorno sale rows that are one plain sale (installment rows sharing every
   `_PLAIN_SALE_KEY` column, distinct installment numbers), both dated up to `as_of`, is a pair:
-  primary row the lowest installment number, outcome as `_Run.emit_pair` computes it.
+  primary row the lowest installment number, outcome as `_Run.emit_pair` computes it. A rule (a)
+  bucket may also hold events of that sale (`_event_misfits` says which fit): `try_pair` fails
+  there, and `_Run.bucket` pairs the one receipt with the one sale, events applied.
 - The residue, every other record: vectorized where the Python matcher makes no choice between
   candidates (`reconciliation.matcher_residue`), by establishment.
 - `reconcile()` itself on the residue of the establishments where it would choose.
@@ -18,8 +20,9 @@ Three parts:
 Why this is exact: the Python matcher puts the same records in the same buckets, and a bucket the
 fast path pairs never reaches its general path: `try_pair` succeeds, emits the pair and hands
 nothing on (no duplicate can hide in it, no other record competes for its members, nothing is
-left). Every other bucket is in the residue whole, with its duplicates, events and rule (a)
-candidates, and so is every record outside buckets: `reconcile()` on the residue does exactly the
+left); with events, `bucket` finds one candidate on each side and emits that pair. Every other
+bucket is in the residue whole, with its duplicates, events and rule (a) candidates, and so is
+every record outside buckets: `reconcile()` on the residue does exactly the
 work the full run does on those records, because the full run's general path sees the same
 records and `reconcile()` does not depend on the order of its input. Pairing, grouping and
 duplicates never cross establishments, so the residue may be split by establishment. Counts add up.
@@ -27,9 +30,9 @@ duplicates never cross establishments, so the residue may be split by establishm
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,7 +54,7 @@ from reconciliation.frames import (
     statement_records,
 )
 from reconciliation.matcher import RULE_A, RULE_A_DATE, RULE_C_TXID, id_sort_key, reconcile
-from reconciliation.matcher_residue import ReceiptSide, Residue, receipt_side, residue_outcomes
+from reconciliation.matcher_residue import ReceiptSide, Residue, id_order, receipt_side, residue_outcomes
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
@@ -74,11 +77,23 @@ _ROW_COLUMNS = (
 _IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid")
 # Columns the rows of a fast pair share: the identifiers and the other plain-sale columns.
 _SHARED_COLUMNS = (*_IDENTIFIER_COLUMNS, "sale_amount_cents", "sale_date", "installments", "acquirer")
+# `matcher._base_key` of a row with identifiers: a sale's events share it with its rows.
+_BASE_COLUMNS = (
+    "establishment_code",
+    "acquirer",
+    "sale_date",
+    "nsu",
+    "authorization_code",
+    "installments",
+    "txid",
+)
+# Columns of the events of a fast pair's bucket it reads.
+_EVENT_COLUMNS = ("record_id", "event_type", "installment_number", *_BASE_COLUMNS)
 # Columns of a fast pair's receipt its outcome reads (beside the identifiers).
 _RECEIPT_COLUMNS = ("sale_id", "amount_cents", "installments", "brand", "payment_type")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class FrameResult:
     """Outcome of every record as a frame (`frames.RESULT_SCHEMA`, no significant row order) and
     the counts of `ReconResult`; `python_records` went through `reconcile()`."""
@@ -110,13 +125,14 @@ def reconcile_frames(
     window_start(as_of, lookback_days)  # refuses a negative look-back
     if receipts.schema["sale_datetime"].time_zone is None:  # type: ignore[attr-defined]
         raise ValueError("sale_datetime deve ter fuso horário")
-    kept, heads = _plain_sales(_rows_by_receipt(receipts, statement_rows, as_of, zone), receipts, as_of)
+    sale_rows, events = _rows_by_receipt(receipts, statement_rows, as_of, zone)
+    pairs = _plain_sales(sale_rows, events, receipts, statement_rows, as_of)
     # The fast pairs' outcomes, the residue's receipts and its rows share nothing: threads
     # (polars works without the GIL), the receipts first on the fast pairs' one.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        prepared = pool.submit(_receipts_left, receipts, heads, zone)
-        left = pool.submit(_left_over, prepared, statement_rows, kept, as_of, lookback_days, zone)
-        fast = pool.submit(_checked_outcomes, kept, heads, receipts, statement_rows)
+        prepared = pool.submit(_receipts_left, receipts, pairs.heads, zone)
+        left = pool.submit(_left_over, prepared, statement_rows, pairs.taken(), as_of, lookback_days, zone)
+        fast = pool.submit(_checked_outcomes, pairs, receipts, statement_rows)
         parts, tally = fast.result()
         left_receipts, _ = prepared.result()
         left_rows, residue = left.result()
@@ -209,13 +225,14 @@ def _check_ids(receipts: pl.DataFrame, rows: pl.DataFrame) -> None:
 
 
 def _checked_outcomes(
-    kept: pl.DataFrame, heads: pl.DataFrame, receipts: pl.DataFrame, rows: pl.DataFrame
+    pairs: _FastPairs, receipts: pl.DataFrame, rows: pl.DataFrame
 ) -> tuple[list[pl.DataFrame], _Tally]:
     """The fast pairs' outcomes and their counts, once no id is repeated (`_check_ids`: the
     pairs do not depend on the ids, and the check is cheaper beside the residue)."""
     _check_ids(receipts, rows)
+    heads = pairs.heads
     heads = pl.concat([heads, _receipt_columns(receipts, _RECEIPT_COLUMNS, heads)], how="horizontal")
-    return _tallied_outcomes(kept, heads)
+    return _tallied_outcomes(dataclasses.replace(pairs, heads=heads))
 
 
 def _receipt_columns(receipts: pl.DataFrame, columns: tuple[str, ...], heads: pl.DataFrame) -> pl.DataFrame:
@@ -234,13 +251,14 @@ def _receipts_left(
 def _left_over(
     receipts_left: Future[tuple[pl.DataFrame, ReceiptSide | None]],
     rows: pl.DataFrame,
-    kept: pl.DataFrame,
+    taken: pl.Series,
     as_of: date,
     lookback_days: int,
     zone: tzinfo,
 ) -> tuple[pl.DataFrame, Residue | None]:
-    """The rows the fast path did not pair and, in a `ZoneInfo`, the residue's outcomes."""
-    left_rows = _without(rows, kept.get_column("s_at"))
+    """The rows the fast path did not pair (`taken`: positions of those it did) and, in a
+    `ZoneInfo`, the residue's outcomes."""
+    left_rows = _without(rows, taken)
     if not isinstance(zone, ZoneInfo):
         return left_rows, None
 
@@ -258,8 +276,8 @@ def _without(frame: pl.DataFrame, positions: pl.Series) -> pl.DataFrame:
     return frame[keep.arg_true()]  # a gather: few records are left
 
 
-def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.LazyFrame:
-    """The records of `frame` that have a bucket: position `at`, `column` and the bucket's hash `h`.
+def _keyed(frame: pl.DataFrame, strip: tuple[bool, bool], **columns: pl.Expr) -> pl.LazyFrame:
+    """The records of `frame` that have a bucket: position `at`, `columns` and the bucket's hash `h`.
 
     The hash only gathers the records of one bucket (identifiers without leading zeros: a value
     of zeros only hashes as '', a relabelling of `_ident`'s '0'); the pairs found are checked on
@@ -277,10 +295,10 @@ def _keyed(frame: pl.DataFrame, column: str, strip: tuple[bool, bool]) -> pl.Laz
     return pl.concat(
         [
             numbered.filter(nsu.is_not_null() & auth.is_not_null()).select(
-                "at", column, h=establishment ^ card
+                "at", h=establishment ^ card, **columns
             ),
             numbered.filter(nsu.is_null() & auth.is_null() & txid.is_not_null()).select(
-                "at", column, h=establishment ^ instant
+                "at", h=establishment ^ instant, **columns
             ),
         ]
     )
@@ -301,19 +319,27 @@ def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bo
     )
 
 
-def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo) -> pl.DataFrame:
-    """The rows of the buckets with one receipt dated up to `as_of`, by receipt (position `r_at`,
-    business day `r_day`) then installment number, with their position `s_at`."""
+def _rows_by_receipt(
+    receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zone: tzinfo
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The sale rows of the buckets with one receipt dated up to `as_of`, by receipt (position
+    `r_at`, business day `r_day`) then installment number, with their position `s_at` and
+    `_ROW_COLUMNS`; and the other rows of those buckets, their events (`r_at`, `s_at`)."""
     day = _business_day(receipts, zone)
     strip = _leading_zeros(receipts, rows)
     singles, keyed_rows = pl.collect_all(
         [
-            _keyed(receipts, "sale_datetime", strip)
+            _keyed(receipts, strip, r_day=day)
             .filter(pl.col("h").is_unique())
-            .select("h", r_at="at", r_day=day)
+            .select("h", "r_day", r_at="at")
             .filter(pl.col("r_day") <= as_of)
             .sort("r_at"),
-            _keyed(rows, "installment_number", strip).select("h", s_at="at", number="installment_number"),
+            _keyed(
+                rows,
+                strip,
+                number=pl.col("installment_number"),
+                sale=pl.col("event_type") == EventType.SALE.value,
+            ).rename({"at": "s_at"}),
         ],
         engine=IN_MEMORY,
     )
@@ -321,39 +347,59 @@ def _rows_by_receipt(receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date, zo
     # often by installment number already. The order is checked, not trusted; that of equal
     # numbers does not matter (such a run is no plain sale).
     joined = keyed_rows.join(singles, on="h", how="inner", maintain_order="right")
+    events = joined.filter(~pl.col("sale")).select("r_at", "s_at")
+    joined = joined.filter("sale")
     r_at, number = pl.col("r_at"), pl.col("number")
     in_order = (r_at > r_at.shift(1)) | ((r_at == r_at.shift(1)) & (number >= number.shift(1)))
     if not joined.select(in_order.all()).item():
         joined = joined.sort("r_at", "number")
     joined = joined.select("r_at", "s_at", "number", "r_day")
-    return pl.concat([joined, rows.select(_ROW_COLUMNS)[joined.get_column("s_at")]], how="horizontal")
+    sale_rows = pl.concat([joined, rows.select(_ROW_COLUMNS)[joined.get_column("s_at")]], how="horizontal")
+    return sale_rows, events
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FastPairs:
+    """The fast pairs: their sale rows `kept` (by receipt, flags `first` and `last` of each run),
+    one head per pair (its first row with its receipt's columns `r_...`), their events (`r_at`,
+    `s_at`, `record_id`, `establishment_code`, by pair then id) and, for each pair with events,
+    its head's position `at`, `event_ids`, `event_status` (null if the events leave the status
+    as it is) and how many `events`."""
+
+    kept: pl.DataFrame
+    heads: pl.DataFrame
+    events: pl.DataFrame
+    eventful: pl.DataFrame
+
+    def taken(self) -> pl.Series:
+        """Positions of every retorno row the fast pairs hold."""
+        return self.kept.get_column("s_at").append(self.events.get_column("s_at"))
 
 
 def _plain_sales(
-    paired: pl.DataFrame, receipts: pl.DataFrame, as_of: date
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rows of `_rows_by_receipt` that are one plain sale with their receipt (flags `first`,
-    `last` in each run), and the first row of each with its receipt's columns (`r_...`)."""
+    paired: pl.DataFrame, events: pl.DataFrame, receipts: pl.DataFrame, rows: pl.DataFrame, as_of: date
+) -> _FastPairs:
+    """The buckets of `_rows_by_receipt` that are one receipt and one plain sale, with the events
+    of that sale if any (`_event_misfits`)."""
 
     def same_as_before(column: str) -> pl.Expr:
         return pl.col(column).eq_missing(pl.col(column).shift(1))
 
+    found, misfits = _event_misfits(paired, events, rows)
     first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
     last = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
-    # The rows of a bucket are one plain sale: sale rows dated up to `as_of`, one per installment
+    # The sale rows of a bucket are one plain sale: dated up to `as_of`, one per installment
     # number, sharing every plain-sale column and (stricter than the bucket, never looser) the
     # raw identifiers, which the receipt must carry too (checked below).
-    row_ok = (
-        (pl.col("event_type") == EventType.SALE.value)
-        & (pl.col("sale_date") <= as_of)
-        & (
-            first
-            | (pl.all_horizontal(same_as_before(c) for c in _SHARED_COLUMNS) & ~same_as_before("number"))
-        )
+    row_ok = (pl.col("sale_date") <= as_of) & (
+        first | (pl.all_horizontal(same_as_before(c) for c in _SHARED_COLUMNS) & ~same_as_before("number"))
     )
-    # A run is bad if it holds a bad row (few are).
+    # A run is bad if it holds a bad row or its bucket a misfit event (few do).
     bad_at = pl.col("r_at").filter(~row_ok).implode()
-    marked = paired.with_columns(first=first, last=last, keep=~pl.col("r_at").is_in(bad_at))
+    keep = ~pl.col("r_at").is_in(bad_at)
+    if not misfits.is_empty():
+        keep = keep & ~pl.col("r_at").is_in(misfits.implode())
+    marked = paired.with_columns(first=first, last=last, keep=keep)
     kept = marked.select("r_at", "s_at", "record_id", "establishment_code", "first", "last", "keep").filter(
         "keep"
     )
@@ -367,15 +413,72 @@ def _plain_sales(
     if not strangers.is_empty():  # a hash collision: those buckets go to the residue
         kept = kept.filter(~pl.col("r_at").is_in(strangers.implode()))
         heads = heads.filter(carried)
-    return kept, heads
+    return _with_events(kept, heads, found)
 
 
-def _tallied_outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[list[pl.DataFrame], _Tally]:
+def _event_misfits(
+    paired: pl.DataFrame, events: pl.DataFrame, rows: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The events of the buckets of `paired` (`_EVENT_COLUMNS`, sorted by bucket then id) and the
+    buckets (`r_at`) where one does not fit.
+
+    An event fits when it shares its bucket's sale rows' `_base_key` (those of a plain sale all
+    share it: the first is compared), in a rule (a) bucket, and no other event of the bucket has
+    its type and installment number (so no event is a copy, of another or of a sale row). Then
+    `_group_sales` attaches every event to the one sale, and `_Run.bucket` pairs it with the one
+    receipt (one candidate each): `emit_pair` with events."""
+    if paired.is_empty():  # only buckets of events: none of them a pair
+        events = events.clear()
+    found = pl.concat([events, rows.select(_EVENT_COLUMNS)[events.get_column("s_at")]], how="horizontal")
+    # The first sale row of the event's bucket (of another bucket if it has none: no pair then).
+    run_start = paired.get_column("r_at").search_sorted(events.get_column("r_at"))
+    sale = paired.select(_BASE_COLUMNS)[run_start.clip(0, max(paired.height - 1, 0))]
+    found = pl.concat([found, sale.rename(lambda c: f"s_{c}")], how="horizontal")
+    record_id = pl.col("record_id")
+    fits = (
+        pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"s_{c}")) for c in _BASE_COLUMNS)
+        & pl.col("nsu").is_not_null()  # a rule (a) bucket (a txid bucket with events is not)
+        & (record_id.str.len_bytes() == record_id.str.len_chars())  # `id_order` reads ASCII
+        & (pl.len().over("r_at", "event_type", "installment_number") == 1)
+    )
+    found = found.with_columns(fits=fits)
+    misfits = found.filter(~pl.col("fits")).get_column("r_at").unique()
+    if not misfits.is_empty():
+        found = found.filter(~pl.col("r_at").is_in(misfits.implode()))
+    found = found.select("r_at", "s_at", "record_id", "establishment_code", "event_type")
+    return found.sort("r_at", *id_order("record_id")), misfits
+
+
+def _with_events(kept: pl.DataFrame, heads: pl.DataFrame, found: pl.DataFrame) -> _FastPairs:
+    """The fast pairs with the events of their buckets (`_FastPairs`)."""
+    # A head's position, where the bucket of an event still has one.
+    r_at = heads.get_column("r_at")
+    if heads.is_empty():
+        found = found.clear()
+    at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(heads.height - 1, 0))
+    found = found.with_columns(at=at).filter(pl.col("r_at") == r_at.gather(at))
+    kind = pl.col("event_type")
+    eventful = found.group_by("at", maintain_order=True).agg(
+        event_ids="record_id",
+        event_status=pl.when((kind == EventType.CANCELLATION.value).any())
+        .then(pl.lit(Status.CANCELLED.value, STATUS))
+        .when(
+            (kind == EventType.CHARGEBACK.value).sum() > (kind == EventType.CHARGEBACK_REVERSAL.value).sum()
+        )
+        .then(pl.lit(Status.CHARGEBACK.value, STATUS))
+        .otherwise(pl.lit(None, STATUS)),
+        events=pl.len(),
+    )
+    eventful = eventful.with_columns(pl.col("event_ids").list.join("|"))
+    return _FastPairs(kept, heads, found.drop("event_type"), eventful)
+
+
+def _tallied_outcomes(pairs: _FastPairs) -> tuple[list[pl.DataFrame], _Tally]:
     """`_outcomes` and their counts."""
-    receipts_out, rows_out, by_mask = _outcomes(kept, heads)
+    receipts_out, rows_out, counted = _outcomes(pairs)
     tally = _Tally()
-    for mask, n_receipts, n_rows in by_mask.iter_rows():
-        status = Status.MATCHED if mask == 0 else Status.DIVERGENT
+    for status_text, mask, n_receipts, n_rows in counted.iter_rows():
+        status = Status(status_text)
         tally.receipts[status] += n_receipts
         tally.statement[status] += n_rows
         tally.pairs += n_receipts
@@ -384,9 +487,10 @@ def _tallied_outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[list[pl.
     return [receipts_out, rows_out], tally
 
 
-def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _outcomes(pairs: _FastPairs) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, and
-    how many pairs (receipts and rows) have each divergence mask."""
+    how many pairs (receipts and rows) have each status and divergence mask."""
+    kept, heads, events, eventful = pairs.kept, pairs.heads, pairs.events, pairs.eventful
     # Computed on the primary rows (those of one sale differ in brand and payment type only).
     ids_bucket = pl.col("r_nsu").is_not_null()
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
@@ -415,22 +519,41 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl
         status=pl.when(pl.col("mask") == 0)
         .then(pl.lit(Status.MATCHED.value, STATUS))
         .otherwise(pl.lit(Status.DIVERGENT.value, STATUS)),
-        divergences=divergences(pl.col("mask")),
     )
+    if not eventful.is_empty():
+        # A cancellation or an open chargeback is the status; divergences only for a divergent pair.
+        at = eventful.get_column("at")
+        changed = eventful.get_column("event_status")
+        kept_status = changed.is_null()
+        primaries = primaries.with_columns(
+            status=primaries.get_column("status").scatter(
+                at, changed.fill_null(primaries.get_column("status").gather(at))
+            ),
+            mask=primaries.get_column("mask").scatter(
+                at,
+                primaries.get_column("mask").gather(at).zip_with(kept_status, pl.Series([0], dtype=pl.UInt8)),
+            ),
+        )
+    primaries = primaries.with_columns(divergences=divergences(pl.col("mask")))
+    outcome = primaries.select("status", "divergences", pl.col("id").alias("counterpart_ids"), "rule")
     group = pl.col("first").cast(pl.UInt32).cum_sum() - 1
     rows_out = pl.concat(
         [
-            kept.select(
-                kind=pl.lit(Kind.STATEMENT.value, KIND),
-                id="record_id",
-                establishment_code="establishment_code",
-            ),
-            primaries.select("status", "divergences", "id", "rule")[kept.select(group).to_series()].rename(
-                {"id": "counterpart_ids"}
-            ),
+            kept.select(id="record_id", establishment_code="establishment_code"),
+            outcome[kept.select(group).to_series()],
         ],
         how="horizontal",
-    ).select(RESULT_COLUMNS)
+    )
+    event_rows = pl.concat(
+        [
+            events.select(id="record_id", establishment_code="establishment_code"),
+            outcome[events.get_column("at")],
+        ],
+        how="horizontal",
+    )
+    rows_out = pl.concat([rows_out, event_rows], how="vertical").select(
+        pl.lit(Kind.STATEMENT.value, KIND).alias("kind"), *RESULT_COLUMNS[1:]
+    )
     several = kept.filter(~(pl.col("first") & pl.col("last"))).select(
         pl.col("r_at").set_sorted(), "record_id"
     )
@@ -445,14 +568,27 @@ def _outcomes(kept: pl.DataFrame, heads: pl.DataFrame) -> tuple[pl.DataFrame, pl
         ],
         how="diagonal",
     ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:])
+    if not eventful.is_empty():
+        # Their rows, then their events: at the head's place in `receipts_out` (one-row pairs first).
+        single = primaries.get_column("one_row")
+        place = pl.select(
+            pl.when(single.gather(at))
+            .then(single.cum_sum().gather(at) - 1)
+            .otherwise(single.sum() + (~single).cum_sum().gather(at) - 1)
+        ).to_series()
+        ids = receipts_out.get_column("counterpart_ids")
+        with_events = ids.gather(place) + "|" + eventful.get_column("event_ids")
+        receipts_out = receipts_out.with_columns(counterpart_ids=ids.scatter(place, with_events))
     starts = kept.get_column("first").arg_true()
-    run_lengths = starts.append(pl.Series([kept.height], dtype=starts.dtype)).diff(null_behavior="drop")
-    by_mask = (
-        primaries.select("mask", rows=run_lengths)
-        .group_by("mask")
+    rows = starts.append(pl.Series([kept.height], dtype=starts.dtype)).diff(null_behavior="drop")
+    if not eventful.is_empty():
+        rows = rows.scatter(at, rows.gather(at) + eventful.get_column("events"))
+    counted = (
+        primaries.select("status", "mask", rows=rows)
+        .group_by("status", "mask")
         .agg(pl.len().cast(pl.Int64), pl.col("rows").sum().cast(pl.Int64))
     )
-    return receipts_out, rows_out, by_mask
+    return receipts_out, rows_out, counted
 
 
 def _business_day(receipts: pl.DataFrame, zone: tzinfo) -> pl.Expr:

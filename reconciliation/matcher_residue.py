@@ -75,7 +75,7 @@ class Residue:
     irregular: frozenset[str]
 
 
-def _id_order(column: str) -> list[pl.Expr]:
+def id_order(column: str) -> list[pl.Expr]:
     """`matcher.id_sort_key` as sort keys, for ASCII ids: numbers in numeric order, then text."""
     text = pl.col(column)
     digits = text.str.contains(r"^[0-9]+$")
@@ -221,7 +221,7 @@ def _dedupe(
         return frame, frame.clear().with_columns(kept=pl.col(id_column))
     copies = (
         frame.filter(maybe)
-        .sort(_id_order(id_column))
+        .sort(id_order(id_column))
         .with_columns(kept=pl.col(id_column).first().over(content))
         .filter(pl.col(id_column) != pl.col("kept"))
     )
@@ -272,20 +272,29 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
         pl.col("installment_number") == pl.col("installment_number").shift(1)
     )
     work.flag(sale_rows, same)
-    events = grouped.filter(pl.col("is_event")).sort("sid", *_id_order("record_id"))
-    with_rows = sale_rows.group_by("sid", maintain_order=True).agg(row_ids=pl.col("record_id").str.join("|"))
-    with_events = events.group_by("sid", maintain_order=True).agg(
-        event_ids=pl.col("record_id").str.join("|"),
-        cancellations=(pl.col("event_type") == EventType.CANCELLATION.value).sum(),
-        chargebacks=(pl.col("event_type") == EventType.CHARGEBACK.value).sum(),
-        reversals=(pl.col("event_type") == EventType.CHARGEBACK_REVERSAL.value).sum(),
+    events = grouped.filter(pl.col("is_event")).sort("sid", *id_order("record_id"))
+    # Ids gathered in lists, then joined: much faster than `str.join` as an aggregation.
+    with_rows = (
+        sale_rows.group_by("sid", maintain_order=True)
+        .agg(row_ids="record_id")
+        .with_columns(pl.col("row_ids").list.join("|"))
+    )
+    with_events = (
+        events.group_by("sid", maintain_order=True)
+        .agg(
+            event_ids="record_id",
+            cancellations=(pl.col("event_type") == EventType.CANCELLATION.value).sum(),
+            chargebacks=(pl.col("event_type") == EventType.CHARGEBACK.value).sum(),
+            reversals=(pl.col("event_type") == EventType.CHARGEBACK_REVERSAL.value).sum(),
+        )
+        .with_columns(pl.col("event_ids").list.join("|"))
     )
     # The primary row: the lowest installment number; of an orphan's events, then the lowest id.
     primary = pl.concat(
         [
             sale_rows.unique("sid", keep="first", maintain_order=True),
             events.filter(pl.col("sid") == pl.col("group"))
-            .sort("sid", "installment_number", *_id_order("record_id"))
+            .sort("sid", "installment_number", *id_order("record_id"))
             .unique("sid", keep="first", maintain_order=True),
         ],
         how="vertical",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from reconciliation import synth
 from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, result_frame, statement_frame
 from reconciliation.matcher import reconcile
-from reconciliation.matcher_columnar import _business_day, reconcile_frames
+from reconciliation.matcher_columnar import _business_day, _plain_sales, _rows_by_receipt, reconcile_frames
 from reconciliation.matcher_residue import crowded_keys
 from reconciliation.records import EventType, PaymentType, Receipt, StatementRow, Status
 from tests.reconciliation.columnar_check import both_matchers
@@ -203,6 +203,81 @@ def test_non_ascii_text_compares_as_python_lowers_it() -> None:
     rows = rows_like(r, 100, txid="key")
     _, got = both_matchers([r], rows, as_of=AS_OF)
     assert got.pairs == 1
+
+
+def fast_path_events(receipts: list[Receipt], rows: list[StatementRow], as_of: date) -> set[str]:
+    """Ids of the events the fast path attaches to its pairs (the rest go to the residue)."""
+    left, right = receipts_frame(receipts), statement_frame(rows)
+    pairs = _plain_sales(*_rows_by_receipt(left, right, as_of, TZ), left, right, as_of)
+    return set(pairs.events.get_column("record_id").to_list())
+
+
+def test_events_of_a_plain_sale_are_applied_on_the_fast_path() -> None:
+    cancelled = receipt("1", installments=3, amount=9_000, nsu="11", auth="A1")
+    rows = sale_rows(100, installments=3, amount=9_000, nsu="11", auth="A1")
+    # The cancellation names another amount: events join their sale by base, not by amount.
+    rows.append(replace(event(rows[0], "1000", EventType.CANCELLATION), sale_amount_cents=3_000))
+    reversed_ = receipt("2", nsu="22", auth="B2")
+    rows += sale_rows(200, nsu="22", auth="B2")
+    rows += [
+        event(rows[-1], "1001", EventType.CHARGEBACK),
+        event(rows[-1], "999", EventType.CHARGEBACK_REVERSAL),
+    ]
+    charged = receipt("3", nsu="33", auth="C3", brand="master")  # a divergence a chargeback hides
+    rows += sale_rows(300, nsu="33", auth="C3")
+    rows.append(event(rows[-1], "1002", EventType.CHARGEBACK))
+    adjusted = receipt("4", nsu="44", auth="D4", amount=12_000)  # divergent, and stays so
+    rows += sale_rows(400, nsu="44", auth="D4")
+    rows.append(event(rows[-1], "1003", EventType.ADJUSTMENT))
+    late = receipt("5", nsu="55", auth="E5", when="2024-03-14 10:00:00")
+    rows += sale_rows(500, nsu="55", auth="E5", when="2024-03-11 10:00:00")  # rule (a) by date
+    rows.append(event(rows[-1], "1004", EventType.ADJUSTMENT))
+    receipts = [cancelled, reversed_, charged, adjusted, late]
+
+    expected, got = both_matchers(receipts, rows, as_of=AS_OF)
+    assert fast_path_events(receipts, rows, AS_OF) == {"999", "1000", "1001", "1002", "1003", "1004"}
+    assert got.python_records == 0
+    assert expected.receipts["1"].status is Status.CANCELLED
+    assert expected.receipts["2"].counterpart_ids == ("200", "999", "1001")
+    assert expected.receipts["3"].status is Status.CHARGEBACK
+    assert expected.receipts["3"].divergences == ()
+    assert expected.receipts["4"].status is Status.DIVERGENT
+    assert expected.receipts["5"].status is Status.DIVERGENT
+    assert got.pairs == 5
+
+
+def test_events_that_are_not_plainly_their_sales_go_to_the_residue() -> None:
+    receipts, rows = [], []
+    # An event dated another day (an orphan), two copies of one event, two events of one type
+    # and installment that are not copies, an event in a txid bucket, an event with a non-ASCII id.
+    for k, (kind, tweak) in enumerate(
+        [
+            ("orphan", lambda e: replace(e, sale_date=date(2024, 3, 13))),
+            ("copies", None),
+            ("twins", None),
+            ("txid", None),
+            ("non_ascii", lambda e: replace(e, record_id="é1")),
+        ]
+    ):
+        nsu, auth, txid = (None, None, f"tx{k}") if kind == "txid" else (f"9{k}", f"Z{k}", None)
+        r = receipt(str(k + 1), nsu=nsu, auth=auth, txid=txid, est=f"E{k}")
+        sale = rows_like(r, 100 * (k + 1))
+        cancel = event(sale[0], f"{100 * (k + 1)}9", EventType.CANCELLATION)
+        extra = [tweak(cancel)] if tweak else [cancel]
+        if kind == "copies":
+            extra.append(replace(cancel, record_id=f"{100 * (k + 1)}8"))
+        if kind == "twins":
+            extra.append(replace(cancel, record_id=f"{100 * (k + 1)}8", gross_amount_cents=-1))
+        receipts.append(r)
+        rows += sale + extra
+    plain = receipt("9", nsu="1", auth="P1", est="E9")
+    receipts.append(plain)
+    rows += rows_like(plain, 900)
+    rows.append(event(rows[-1], "901", EventType.CHARGEBACK))
+
+    expected, _ = both_matchers(receipts, rows, as_of=AS_OF)
+    assert fast_path_events(receipts, rows, AS_OF) == {"901"}
+    assert expected.statement["2009"].status is Status.DUPLICATE  # the lower id is kept
 
 
 def test_an_event_with_two_candidate_sales_is_left_to_reconcile() -> None:
