@@ -58,21 +58,20 @@ from reconciliation.matcher_residue import ReceiptSide, Residue, id_order, recei
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
-# Columns of the rows and their receipt the fast path reads, once paired by bucket.
+# Columns of the sale rows the fast path reads to find its pairs, once paired by bucket.
 _ROW_COLUMNS = (
     "record_id",
     "establishment_code",
     "nsu",
     "authorization_code",
     "txid",
-    "event_type",
     "sale_amount_cents",
     "sale_date",
     "installments",
     "acquirer",
-    "brand",
-    "payment_type",
 )
+# Columns of a fast pair's primary row its outcome reads (beside `_ROW_COLUMNS`).
+_PRIMARY_COLUMNS = ("brand", "payment_type")
 # Raw identifiers the receipt and the rows of a fast pair must all carry.
 _IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid")
 # Columns the rows of a fast pair share: the identifiers and the other plain-sale columns.
@@ -231,7 +230,8 @@ def _checked_outcomes(
     pairs do not depend on the ids, and the check is cheaper beside the residue)."""
     _check_ids(receipts, rows)
     heads = pairs.heads
-    heads = pl.concat([heads, _receipt_columns(receipts, _RECEIPT_COLUMNS, heads)], how="horizontal")
+    primary = rows.select(_PRIMARY_COLUMNS)[heads.get_column("s_at")]
+    heads = pl.concat([heads, primary, _receipt_columns(receipts, _RECEIPT_COLUMNS, heads)], how="horizontal")
     return _tallied_outcomes(dataclasses.replace(pairs, heads=heads))
 
 
@@ -361,15 +361,13 @@ def _rows_by_receipt(
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FastPairs:
     """The fast pairs: their sale rows `kept` (by receipt, flags `first` and `last` of each run),
-    one head per pair (its first row with its receipt's columns `r_...`), their events (`r_at`,
-    `s_at`, `record_id`, `establishment_code`, by pair then id) and, for each pair with events,
-    its head's position `at`, `event_ids`, `event_status` (null if the events leave the status
-    as it is) and how many `events`."""
+    one head per pair (its first row with its receipt's columns `r_...`) and their events (`r_at`,
+    `s_at`, `record_id`, `establishment_code`, `event_type`, the head's position `at`; by pair
+    then id)."""
 
     kept: pl.DataFrame
     heads: pl.DataFrame
     events: pl.DataFrame
-    eventful: pl.DataFrame
 
     def taken(self) -> pl.Series:
         """Positions of every retorno row the fast pairs hold."""
@@ -385,7 +383,6 @@ def _plain_sales(
     def same_as_before(column: str) -> pl.Expr:
         return pl.col(column).eq_missing(pl.col(column).shift(1))
 
-    found, misfits = _event_misfits(paired, events, rows)
     first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
     last = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
     # The sale rows of a bucket are one plain sale: dated up to `as_of`, one per installment
@@ -394,16 +391,19 @@ def _plain_sales(
     row_ok = (pl.col("sale_date") <= as_of) & (
         first | (pl.all_horizontal(same_as_before(c) for c in _SHARED_COLUMNS) & ~same_as_before("number"))
     )
-    # A run is bad if it holds a bad row or its bucket a misfit event (few do).
+    # A run is bad if it holds a bad row or its bucket a misfit event (few do). The events are
+    # looked at meanwhile: the two share nothing.
     bad_at = pl.col("r_at").filter(~row_ok).implode()
-    keep = ~pl.col("r_at").is_in(bad_at)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fitting = pool.submit(_event_misfits, paired, events, rows)
+        marked = paired.with_columns(first=first, last=last, keep=~pl.col("r_at").is_in(bad_at))
+        found, misfits = fitting.result()
     if not misfits.is_empty():
-        keep = keep & ~pl.col("r_at").is_in(misfits.implode())
-    marked = paired.with_columns(first=first, last=last, keep=keep)
+        marked = marked.with_columns(keep=pl.col("keep") & ~pl.col("r_at").is_in(misfits.implode()))
     kept = marked.select("r_at", "s_at", "record_id", "establishment_code", "first", "last", "keep").filter(
         "keep"
     )
-    heads = marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "event_type", "acquirer")
+    heads = marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "acquirer")
     heads = pl.concat(
         [heads, _receipt_columns(receipts, _IDENTIFIER_COLUMNS, heads)],
         how="horizontal",
@@ -456,21 +456,29 @@ def _with_events(kept: pl.DataFrame, heads: pl.DataFrame, found: pl.DataFrame) -
     if heads.is_empty():
         found = found.clear()
     at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(heads.height - 1, 0))
-    found = found.with_columns(at=at).filter(pl.col("r_at") == r_at.gather(at))
+    return _FastPairs(kept, heads, found.with_columns(at=at).filter(pl.col("r_at") == r_at.gather(at)))
+
+
+def _eventful(events: pl.DataFrame) -> pl.DataFrame:
+    """For each pair with events: its head's position `at`, `event_ids`, `event_status` (null
+    if the events leave the status as it is) and how many `events`."""
     kind = pl.col("event_type")
-    eventful = found.group_by("at", maintain_order=True).agg(
-        event_ids="record_id",
-        event_status=pl.when((kind == EventType.CANCELLATION.value).any())
-        .then(pl.lit(Status.CANCELLED.value, STATUS))
-        .when(
-            (kind == EventType.CHARGEBACK.value).sum() > (kind == EventType.CHARGEBACK_REVERSAL.value).sum()
+    return (
+        events.group_by("at", maintain_order=True)
+        .agg(
+            event_ids="record_id",
+            event_status=pl.when((kind == EventType.CANCELLATION.value).any())
+            .then(pl.lit(Status.CANCELLED.value, STATUS))
+            .when(
+                (kind == EventType.CHARGEBACK.value).sum()
+                > (kind == EventType.CHARGEBACK_REVERSAL.value).sum()
+            )
+            .then(pl.lit(Status.CHARGEBACK.value, STATUS))
+            .otherwise(pl.lit(None, STATUS)),
+            events=pl.len(),
         )
-        .then(pl.lit(Status.CHARGEBACK.value, STATUS))
-        .otherwise(pl.lit(None, STATUS)),
-        events=pl.len(),
+        .with_columns(pl.col("event_ids").list.join("|"))
     )
-    eventful = eventful.with_columns(pl.col("event_ids").list.join("|"))
-    return _FastPairs(kept, heads, found.drop("event_type"), eventful)
 
 
 def _tallied_outcomes(pairs: _FastPairs) -> tuple[list[pl.DataFrame], _Tally]:
@@ -490,7 +498,8 @@ def _tallied_outcomes(pairs: _FastPairs) -> tuple[list[pl.DataFrame], _Tally]:
 def _outcomes(pairs: _FastPairs) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, and
     how many pairs (receipts and rows) have each status and divergence mask."""
-    kept, heads, events, eventful = pairs.kept, pairs.heads, pairs.events, pairs.eventful
+    kept, heads, events = pairs.kept, pairs.heads, pairs.events
+    eventful = _eventful(events)
     # Computed on the primary rows (those of one sale differ in brand and payment type only).
     ids_bucket = pl.col("r_nsu").is_not_null()
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
