@@ -24,7 +24,17 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from reconciliation.frames import DIVERGENCE_BIT, DIVERGENCE_TEXT, IN_MEMORY, RESULT_SCHEMA, ident, lowered
+from reconciliation.frames import (
+    DIVERGENCE_BIT,
+    DIVERGENCES,
+    IN_MEMORY,
+    KIND,
+    RULE,
+    STATUS,
+    divergences,
+    ident,
+    lowered,
+)
 from reconciliation.matcher import (
     PIX_TIME_TOLERANCE_SECONDS,
     RECEIPT_CONTENT_FIELDS,
@@ -180,7 +190,7 @@ def residue_outcomes(
 
     receipt_out, sale_out = _emit(work, recs, sales, pairs)
     rows_out = row_sale.join(sale_out, on="sid", how="inner").select(
-        pl.lit(Kind.STATEMENT.value).alias("kind"),
+        pl.lit(Kind.STATEMENT.value, KIND).alias("kind"),
         pl.col("record_id").alias("id"),
         "establishment_code",
         *_OUTCOME,
@@ -194,7 +204,7 @@ def residue_outcomes(
         ],
         how="vertical",
     )
-    frame = work.regular(frame.cast(RESULT_SCHEMA))
+    frame = work.regular(frame)
     return Residue(frame, frozenset(work.irregular))
 
 
@@ -231,13 +241,13 @@ def _dedupe(
 
 def _copies_out(copies: pl.DataFrame, kind: Kind, id_column: str) -> pl.DataFrame:
     return copies.select(
-        pl.lit(kind.value).alias("kind"),
+        pl.lit(kind.value, KIND).alias("kind"),
         pl.col(id_column).alias("id"),
         "establishment_code",
-        pl.lit(Status.DUPLICATE.value).alias("status"),
-        pl.lit("").alias("divergences"),
+        _status(Status.DUPLICATE).alias("status"),
+        pl.lit("", DIVERGENCES).alias("divergences"),
         pl.col("kept").alias("counterpart_ids"),
-        pl.lit(RULE_DUPLICATE).alias("rule"),
+        pl.lit(RULE_DUPLICATE, RULE).alias("rule"),
     )
 
 
@@ -337,7 +347,7 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
 
 
 def _pairs_frame(frame: pl.DataFrame, rule: str) -> pl.DataFrame:
-    return frame.select(pl.col("ri"), pl.col("sid"), pl.lit(rule).alias("rule"))
+    return frame.select(pl.col("ri"), pl.col("sid"), pl.lit(rule, RULE).alias("rule"))
 
 
 def _bucket_pairs(work: _Work, recs: pl.DataFrame, sales: pl.DataFrame) -> pl.DataFrame:
@@ -358,7 +368,9 @@ def _bucket_pairs(work: _Work, recs: pl.DataFrame, sales: pl.DataFrame) -> pl.Da
     work.flag(met, (pl.col("n_r") > 1) | (pl.col("n_s") > 1))
     live = met.filter((pl.col("r_day") <= work.as_of) & (pl.col("day") <= work.as_of))
     near = (pl.col("r_day") - pl.col("day")).dt.total_days().abs() <= 1
-    return live.select("ri", "sid", rule=pl.when(near).then(pl.lit(RULE_A)).otherwise(pl.lit(RULE_A_DATE)))
+    return live.select(
+        "ri", "sid", rule=pl.when(near).then(pl.lit(RULE_A, RULE)).otherwise(pl.lit(RULE_A_DATE, RULE))
+    )
 
 
 def _candidates(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame, key: list[str]) -> pl.DataFrame:
@@ -440,13 +452,17 @@ def _rule_c_time(work: _Work, rs: pl.DataFrame, ss: pl.DataFrame) -> pl.DataFram
     return _pairs_frame(found.filter(~contradict), RULE_C_TIME)
 
 
+def _status(status: Status) -> pl.Expr:
+    return pl.lit(status.value, STATUS)
+
+
 def _event_status(status: pl.Expr) -> pl.Expr:
     """`matcher._event_status` for a sale with events."""
     return (
         pl.when(pl.col("cancellations") > 0)
-        .then(pl.lit(Status.CANCELLED.value))
+        .then(_status(Status.CANCELLED))
         .when(pl.col("chargebacks") > pl.col("reversals"))
-        .then(pl.lit(Status.CHARGEBACK.value))
+        .then(_status(Status.CHARGEBACK))
         .otherwise(status)
     )
 
@@ -454,10 +470,10 @@ def _event_status(status: pl.Expr) -> pl.Expr:
 def _window_status(day: pl.Expr, work: _Work) -> pl.Expr:
     return (
         pl.when(day > work.as_of)
-        .then(pl.lit(Status.PENDING.value))
+        .then(_status(Status.PENDING))
         .when(day >= work.start)
-        .then(pl.lit(Status.PENDING.value))
-        .otherwise(pl.lit(Status.NOT_FOUND.value))
+        .then(_status(Status.PENDING))
+        .otherwise(_status(Status.NOT_FOUND))
     )
 
 
@@ -495,38 +511,33 @@ def _emit(
         Divergence.DATE: pl.col("rule") == RULE_A_DATE,
     }
     mask = pl.sum_horizontal(flag.cast(pl.Int32) * DIVERGENCE_BIT[d] for d, flag in flags.items())
-    status = (
-        pl.when(pl.col("mask") == 0)
-        .then(pl.lit(Status.MATCHED.value))
-        .otherwise(pl.lit(Status.DIVERGENT.value))
-    )
+    status = pl.when(pl.col("mask") == 0).then(_status(Status.MATCHED)).otherwise(_status(Status.DIVERGENT))
     paired = (
         paired.with_columns(mask=mask)
         .with_columns(status=pl.when(pl.col("has_events")).then(_event_status(status)).otherwise(status))
         .with_columns(
-            divergences=pl.when(pl.col("status") == Status.DIVERGENT.value)
-            .then(pl.col("mask"))
-            .otherwise(0)
-            .replace_strict(list(range(len(DIVERGENCE_TEXT))), DIVERGENCE_TEXT, return_dtype=pl.String)
+            divergences=divergences(
+                pl.when(pl.col("status") == Status.DIVERGENT.value).then(pl.col("mask")).otherwise(0)
+            )
         )
     )
     unpaired = recs.join(pairs, on="ri", how="anti")
     receipt_status = (
         pl.when(pl.col("r_day") > work.as_of)
-        .then(pl.lit(Status.PENDING.value))
+        .then(_status(Status.PENDING))
         .when(pl.col("corrected_on").is_not_null())
         .then(
             pl.when(pl.col("corrected_on") >= work.start)
-            .then(pl.lit(Status.PENDING.value))
-            .otherwise(pl.lit(Status.MANUAL.value))
+            .then(_status(Status.PENDING))
+            .otherwise(_status(Status.MANUAL))
         )
         .otherwise(_window_status(pl.col("r_day"), work))
     )
-    empty = pl.lit("")
+    empty, none, no_rule = pl.lit(""), pl.lit("", DIVERGENCES), pl.lit("", RULE)
     receipt_out = pl.concat(
         [
             paired.select(
-                pl.lit(Kind.SALE.value).alias("kind"),
+                pl.lit(Kind.SALE.value, KIND).alias("kind"),
                 pl.col("sale_id").alias("id"),
                 "establishment_code",
                 "status",
@@ -535,13 +546,13 @@ def _emit(
                 "rule",
             ),
             unpaired.select(
-                pl.lit(Kind.SALE.value).alias("kind"),
+                pl.lit(Kind.SALE.value, KIND).alias("kind"),
                 pl.col("sale_id").alias("id"),
                 "establishment_code",
                 receipt_status.alias("status"),
-                empty.alias("divergences"),
+                none.alias("divergences"),
                 empty.alias("counterpart_ids"),
-                empty.alias("rule"),
+                no_rule.alias("rule"),
             ),
         ],
         how="vertical",
@@ -552,9 +563,9 @@ def _emit(
         status=pl.when((pl.col("day") <= work.as_of) & pl.col("has_events"))
         .then(_event_status(window))
         .otherwise(window),
-        divergences=empty,
+        divergences=none,
         counterpart_ids=empty,
-        rule=empty,
+        rule=no_rule,
     )
     sale_out = pl.concat(
         [
