@@ -70,6 +70,19 @@ _BASE = (
     "txid",
     "time_if_no_ids",
 )
+# The columns of a sale's primary row its outcome reads.
+_PRIMARY = (
+    "establishment_code",
+    "sale_date",
+    "sale_time",
+    "nsu",
+    "authorization_code",
+    "txid",
+    "sale_amount_cents",
+    "installments",
+    "brand",
+    "payment_type",
+)
 _BUCKET = ("establishment_code", "nsu_i", "auth_i")
 _INSTANT = [PaymentType.PIX.value, PaymentType.WALLET.value]
 _SALE = EventType.SALE.value
@@ -261,7 +274,8 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     # first row's position, the base (`_BASE`, several columns) once by an integer.
     candidate = pl.when(is_sale).then(pl.col("group"))
     grouped = (
-        rows.with_columns(
+        rows.select("record_id", "event_type", "installment_number", "acquirer", *_PRIMARY)
+        .with_columns(
             time_if_no_ids=pl.when(no_ids).then(pl.col("sale_time")),
             is_event=~is_sale,
             position=pl.int_range(pl.len(), dtype=pl.Int64),
@@ -277,12 +291,14 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
 
     # A sale's rows by installment number (one sale repeating a number is irregular), then its
     # events in id order.
-    sale_rows = grouped.filter(is_sale).sort("sid", "installment_number")
+    # (Only the columns read from here on: sorting moves every column.)
+    columns = ("sid", "group", "record_id", "event_type", "installment_number", *_PRIMARY)
+    sale_rows = grouped.filter(is_sale).select(columns).sort("sid", "installment_number")
     same = (pl.col("sid") == pl.col("sid").shift(1)) & (
         pl.col("installment_number") == pl.col("installment_number").shift(1)
     )
     work.flag(sale_rows, same)
-    events = grouped.filter(pl.col("is_event")).sort("sid", *id_order("record_id"))
+    events = grouped.filter(pl.col("is_event")).select(columns).sort("sid", *id_order("record_id"))
     # Ids gathered in lists, then joined: much faster than `str.join` as an aggregation.
     with_rows = (
         sale_rows.group_by("sid", maintain_order=True)
