@@ -304,19 +304,9 @@ def _keyed(frame: pl.DataFrame, strip: tuple[bool, bool], **columns: pl.Expr) ->
     )
 
 
-def _leading_zeros(receipts: pl.DataFrame, rows: pl.DataFrame) -> tuple[bool, bool]:
-    """Whether any NSU, any authorization code of either frame starts with '0'."""
-    found = pl.collect_all(
-        [
-            frame.lazy().select(pl.col("nsu", "authorization_code").str.starts_with("0").any())
-            for frame in (receipts, rows)
-        ],
-        engine=IN_MEMORY,
-    )
-    return (
-        bool(found[0]["nsu"][0] or found[1]["nsu"][0]),
-        bool(found[0]["authorization_code"][0] or found[1]["authorization_code"][0]),
-    )
+def _leading_zeros(frame: pl.DataFrame) -> pl.LazyFrame:
+    """Whether any NSU, any authorization code of `frame` starts with '0'."""
+    return frame.lazy().select(pl.col("nsu", "authorization_code").str.starts_with("0").any())
 
 
 def _rows_by_receipt(
@@ -326,9 +316,9 @@ def _rows_by_receipt(
     `r_at`, business day `r_day`) then installment number, with their position `s_at` and
     `_ROW_COLUMNS`; and the other rows of those buckets, their events (`r_at`, `s_at`)."""
     day = _business_day(receipts, zone)
-    strip = _leading_zeros(receipts, rows)
-    singles, keyed_rows = pl.collect_all(
-        [
+
+    def keyed(strip: tuple[bool, bool]) -> list[pl.LazyFrame]:
+        return [
             _keyed(receipts, strip, r_day=day)
             .filter(pl.col("h").is_unique())
             .select("h", "r_day", r_at="at")
@@ -340,9 +330,19 @@ def _rows_by_receipt(
                 number=pl.col("installment_number"),
                 sale=pl.col("event_type") == EventType.SALE.value,
             ).rename({"at": "s_at"}),
-        ],
-        engine=IN_MEMORY,
+        ]
+
+    # Keyed as if no identifier had leading zeros (the common case), beside the check; again,
+    # stripping them, if some have.
+    singles, keyed_rows, *zeros = pl.collect_all(
+        [*keyed((False, False)), _leading_zeros(receipts), _leading_zeros(rows)], engine=IN_MEMORY
     )
+    strip = (
+        any(found.item(0, "nsu") for found in zeros),
+        any(found.item(0, "authorization_code") for found in zeros),
+    )
+    if any(strip):
+        singles, keyed_rows = pl.collect_all(keyed(strip), engine=IN_MEMORY)
     # In the order of `singles` (by receipt); a receipt's rows as the retorno lists them, most
     # often by installment number already. The order is checked, not trusted; that of equal
     # numbers does not matter (such a run is no plain sale).
