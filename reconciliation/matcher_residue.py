@@ -84,6 +84,10 @@ _PRIMARY = (
     "payment_type",
 )
 _BUCKET = ("establishment_code", "nsu_i", "auth_i")
+# The columns of the free receipts and sales rules (b) and (c) read.
+_FREE = ("establishment_code", "nsu_i", "auth_i", "txid_l", "payment_type", "ts")
+_FREE_RECEIPT = ("ri", "r_day", "amount_cents", "txid", *_FREE)
+_FREE_SALE = ("sid", "day", "amount", "has_time", *_FREE)
 _INSTANT = [PaymentType.PIX.value, PaymentType.WALLET.value]
 _SALE = EventType.SALE.value
 _OUTCOME = ("status", "divergences", "counterpart_ids", "rule")
@@ -192,7 +196,8 @@ def residue_outcomes(
     found = _bucket_pairs(work, recs, sales)
     found_all = [found]
     # The general path: rules (b) and (c) in turn over the records dated up to `as_of` still free.
-    free_r, free_s = recs.filter(pl.col("r_day") <= as_of), sales.filter(pl.col("day") <= as_of)
+    free_r = recs.filter(pl.col("r_day") <= as_of).select(_FREE_RECEIPT)
+    free_s = sales.filter(pl.col("day") <= as_of).select(_FREE_SALE)
     for step in (_rule_b_nsu, _rule_b_auth, _rule_c_txid, _rule_c_time):
         if not found.is_empty():
             free_r = free_r.filter(~pl.col("ri").is_in(found.get_column("ri").implode()))
@@ -511,7 +516,18 @@ def _emit(
         "chargebacks",
         "reversals",
     )
-    paired = pairs.join(recs, on="ri", how="inner").join(sale_columns, on="sid", how="inner")
+    receipt_columns = recs.select(
+        "ri",
+        "sale_id",
+        "establishment_code",
+        "amount_cents",
+        "installments",
+        "brand",
+        "payment_type",
+        "nsu_i",
+        "auth_i",
+    )
+    paired = pairs.join(receipt_columns, on="ri", how="inner").join(sale_columns, on="sid", how="inner")
     loose = pl.col("rule").is_in([RULE_C_TXID, RULE_C_TIME])
 
     def differs(r: str, s: str) -> pl.Expr:
@@ -537,7 +553,9 @@ def _emit(
             )
         )
     )
-    unpaired = recs.join(pairs, on="ri", how="anti")
+    unpaired = recs.select("ri", "sale_id", "establishment_code", "r_day", "corrected_on").join(
+        pairs, on="ri", how="anti"
+    )
     receipt_status = (
         pl.when(pl.col("r_day") > work.as_of)
         .then(_status(Status.PENDING))
@@ -574,7 +592,8 @@ def _emit(
         how="vertical",
     )
     window = _window_status(pl.col("day"), work)
-    unpaired_sales = sales.join(pairs, on="sid", how="anti").select(
+    sale_state = sales.select("sid", "day", "has_events", "cancellations", "chargebacks", "reversals")
+    unpaired_sales = sale_state.join(pairs, on="sid", how="anti").select(
         "sid",
         status=pl.when((pl.col("day") <= work.as_of) & pl.col("has_events"))
         .then(_event_status(window))
