@@ -483,21 +483,22 @@ def _eventful(events: pl.DataFrame) -> pl.DataFrame:
 
 def _tallied_outcomes(pairs: _FastPairs) -> tuple[list[pl.DataFrame], _Tally]:
     """`_outcomes` and their counts."""
-    receipts_out, rows_out, counted = _outcomes(pairs)
+    receipts_out, rows_out, receipts_counted, rows_counted = _outcomes(pairs)
     tally = _Tally()
-    for status_text, mask, n_receipts, n_rows in counted.iter_rows():
+    for status_text, mask, n_receipts in receipts_counted.iter_rows():
         status = Status(status_text)
         tally.receipts[status] += n_receipts
-        tally.statement[status] += n_rows
         tally.pairs += n_receipts
         for divergence, bit in DIVERGENCE_BIT.items():
             tally.divergences[divergence] += n_receipts if mask & bit else 0
+    for status_text, n_rows in rows_counted.iter_rows():
+        tally.statement[Status(status_text)] += n_rows
     return [receipts_out, rows_out], tally
 
 
-def _outcomes(pairs: _FastPairs) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, and
-    how many pairs (receipts and rows) have each status and divergence mask."""
+def _outcomes(pairs: _FastPairs) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, how
+    many receipts have each status and divergence mask, and how many rows each status."""
     kept, heads, events = pairs.kept, pairs.heads, pairs.events
     eventful = _eventful(events)
     # Computed on the primary rows (those of one sale differ in brand and payment type only).
@@ -563,41 +564,21 @@ def _outcomes(pairs: _FastPairs) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFra
     rows_out = pl.concat([rows_out, event_rows], how="vertical").select(
         pl.lit(Kind.STATEMENT.value, KIND).alias("kind"), *RESULT_COLUMNS[1:]
     )
+    # A receipt's counterparts: its one row, or its rows, then its events (each in place).
     several = kept.filter(~(pl.col("first") & pl.col("last"))).select(
         pl.col("r_at").set_sorted(), "record_id"
     )
     joined_ids = several.group_by("r_at", maintain_order=True).agg("record_id").get_column("record_id")
-    one_row = pl.col("one_row")
-    receipts_out = pl.concat(
-        [
-            primaries.filter(one_row).rename({"record_id": "counterpart_ids"}),
-            primaries.filter(~one_row)
-            .with_columns(counterpart_ids=joined_ids.list.join("|"))
-            .drop("record_id"),
-        ],
-        how="diagonal",
-    ).select(pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:])
-    if not eventful.is_empty():
-        # Their rows, then their events: at the head's place in `receipts_out` (one-row pairs first).
-        single = primaries.get_column("one_row")
-        place = pl.select(
-            pl.when(single.gather(at))
-            .then(single.cum_sum().gather(at) - 1)
-            .otherwise(single.sum() + (~single).cum_sum().gather(at) - 1)
-        ).to_series()
-        ids = receipts_out.get_column("counterpart_ids")
-        with_events = ids.gather(place) + "|" + eventful.get_column("event_ids")
-        receipts_out = receipts_out.with_columns(counterpart_ids=ids.scatter(place, with_events))
-    starts = kept.get_column("first").arg_true()
-    rows = starts.append(pl.Series([kept.height], dtype=starts.dtype)).diff(null_behavior="drop")
-    if not eventful.is_empty():
-        rows = rows.scatter(at, rows.gather(at) + eventful.get_column("events"))
-    counted = (
-        primaries.select("status", "mask", rows=rows)
-        .group_by("status", "mask")
-        .agg(pl.len().cast(pl.Int64), pl.col("rows").sum().cast(pl.Int64))
+    ids = primaries.get_column("record_id").scatter(
+        (~primaries.get_column("one_row")).arg_true(), joined_ids.list.join("|")
     )
-    return receipts_out, rows_out, counted
+    if not eventful.is_empty():
+        ids = ids.scatter(at, ids.gather(at) + "|" + eventful.get_column("event_ids"))
+    receipts_out = primaries.select(
+        pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:5], counterpart_ids=ids, rule="rule"
+    )
+    counted = primaries.group_by("status", "mask").agg(pl.len().cast(pl.Int64))
+    return receipts_out, rows_out, counted, rows_out.get_column("status").value_counts()
 
 
 def _business_day(receipts: pl.DataFrame, zone: tzinfo) -> pl.Expr:
