@@ -128,10 +128,10 @@ def reconcile_frames(
     pairs = _plain_sales(sale_rows, events, receipts, statement_rows, as_of)
     # The fast pairs' outcomes, the residue's receipts and its rows share nothing: threads
     # (polars works without the GIL), the receipts first on the fast pairs' one.
+    prepared: Future[tuple[pl.DataFrame, ReceiptSide | None]] = Future()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        prepared = pool.submit(_receipts_left, receipts, pairs.heads, zone)
+        fast = pool.submit(_fast_side, pairs, receipts, statement_rows, zone, prepared)
         left = pool.submit(_left_over, prepared, statement_rows, pairs.taken(), as_of, lookback_days, zone)
-        fast = pool.submit(_checked_outcomes, pairs, receipts, statement_rows)
         parts, tally = fast.result()
         left_receipts, _ = prepared.result()
         left_rows, residue = left.result()
@@ -223,16 +223,26 @@ def _check_ids(receipts: pl.DataFrame, rows: pl.DataFrame) -> None:
             raise ValueError(f"{column} repetido: {listed}")
 
 
-def _checked_outcomes(
-    pairs: _FastPairs, receipts: pl.DataFrame, rows: pl.DataFrame
+def _fast_side(
+    pairs: _FastPairs,
+    receipts: pl.DataFrame,
+    rows: pl.DataFrame,
+    zone: tzinfo,
+    prepared: Future[tuple[pl.DataFrame, ReceiptSide | None]],
 ) -> tuple[list[pl.DataFrame], _Tally]:
-    """The fast pairs' outcomes and their counts, once no id is repeated (`_check_ids`: the
-    pairs do not depend on the ids, and the check is cheaper beside the residue)."""
+    """The fast pairs' thread: their heads, then the residue's receipts (into `prepared`, which the
+    residue awaits), then the fast pairs' outcomes and their counts, once no id is repeated
+    (`_check_ids`: the pairs do not depend on the ids, and the check is cheaper here)."""
+    try:
+        heads = pairs.heads()
+        prepared.set_result(_receipts_left(receipts, heads, zone))
+    except BaseException as error:
+        prepared.set_exception(error)
+        raise
     _check_ids(receipts, rows)
-    heads = pairs.heads
     primary = rows.select(_PRIMARY_COLUMNS)[heads.get_column("s_at")]
     heads = pl.concat([heads, primary, _receipt_columns(receipts, _RECEIPT_COLUMNS, heads)], how="horizontal")
-    return _tallied_outcomes(dataclasses.replace(pairs, heads=heads))
+    return _tallied_outcomes(pairs.kept, heads, pairs.events)
 
 
 def _receipt_columns(receipts: pl.DataFrame, columns: tuple[str, ...], heads: pl.DataFrame) -> pl.DataFrame:
@@ -361,17 +371,20 @@ def _rows_by_receipt(
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FastPairs:
     """The fast pairs: their sale rows `kept` (by receipt, flags `first` and `last` of each run),
-    one head per pair (its first row with its receipt's columns `r_...`) and their events (`r_at`,
-    `s_at`, `record_id`, `establishment_code`, `event_type`, the head's position `at`; by pair
-    then id)."""
+    the rows they were picked from, `marked` (`keep`), and their events (`r_at`, `s_at`,
+    `record_id`, `establishment_code`, `event_type`; by pair then id)."""
 
     kept: pl.DataFrame
-    heads: pl.DataFrame
+    marked: pl.DataFrame
     events: pl.DataFrame
 
     def taken(self) -> pl.Series:
         """Positions of every retorno row the fast pairs hold."""
         return self.kept.get_column("s_at").append(self.events.get_column("s_at"))
+
+    def heads(self) -> pl.DataFrame:
+        """One row per pair: its first row (whose identifiers its receipt carries)."""
+        return self.marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "acquirer")
 
 
 def _plain_sales(
@@ -387,33 +400,46 @@ def _plain_sales(
     last = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
     # The sale rows of a bucket are one plain sale: dated up to `as_of`, one per installment
     # number, sharing every plain-sale column and (stricter than the bucket, never looser) the
-    # raw identifiers, which the receipt must carry too (checked below).
+    # raw identifiers, which the receipt must carry too (`_strangers`).
     row_ok = (pl.col("sale_date") <= as_of) & (
         first | (pl.all_horizontal(same_as_before(c) for c in _SHARED_COLUMNS) & ~same_as_before("number"))
     )
-    # A run is bad if it holds a bad row or its bucket a misfit event (few do). The events are
-    # looked at meanwhile: the two share nothing.
+    # A run is bad if it holds a bad row, its receipt other identifiers or its bucket a misfit
+    # event (few do). Receipts and events are looked at meanwhile: the two share nothing.
     bad_at = pl.col("r_at").filter(~row_ok).implode()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        fitting = pool.submit(_event_misfits, paired, events, rows)
+        looked_at = pool.submit(_misfits_and_strangers, paired, events, receipts, rows)
         marked = paired.with_columns(first=first, last=last, keep=~pl.col("r_at").is_in(bad_at))
-        found, misfits = fitting.result()
-    if not misfits.is_empty():
-        marked = marked.with_columns(keep=pl.col("keep") & ~pl.col("r_at").is_in(misfits.implode()))
+        found, unfit = looked_at.result()
+    if not unfit.is_empty():
+        marked = marked.with_columns(keep=pl.col("keep") & ~pl.col("r_at").is_in(unfit.implode()))
     kept = marked.select("r_at", "s_at", "record_id", "establishment_code", "first", "last", "keep").filter(
         "keep"
     )
-    heads = marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "acquirer")
-    heads = pl.concat(
-        [heads, _receipt_columns(receipts, _IDENTIFIER_COLUMNS, heads)],
-        how="horizontal",
-    )
+    # The events of the buckets still paired.
+    r_at = kept.get_column("r_at")
+    at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(kept.height - 1, 0))
+    if kept.is_empty():
+        found = found.clear()
+    return _FastPairs(kept, marked, found.filter(pl.col("r_at") == r_at.gather(at)))
+
+
+def _misfits_and_strangers(
+    paired: pl.DataFrame, events: pl.DataFrame, receipts: pl.DataFrame, rows: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.Series]:
+    """`_event_misfits` and, beside its buckets, those of `_strangers`."""
+    found, misfits = _event_misfits(paired, events, rows)
+    return found, misfits.append(_strangers(paired, receipts))
+
+
+def _strangers(paired: pl.DataFrame, receipts: pl.DataFrame) -> pl.Series:
+    """The buckets (`r_at`) whose receipt does not carry the raw identifiers of the first row (a
+    hash collision, or other leading zeros or letter case: the residue's)."""
+    first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
+    heads = paired.filter(first).select("r_at", *_IDENTIFIER_COLUMNS)
+    both = pl.concat([heads, _receipt_columns(receipts, _IDENTIFIER_COLUMNS, heads)], how="horizontal")
     carried = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"r_{c}")) for c in _IDENTIFIER_COLUMNS)
-    strangers = heads.filter(~carried).get_column("r_at")
-    if not strangers.is_empty():  # a hash collision: those buckets go to the residue
-        kept = kept.filter(~pl.col("r_at").is_in(strangers.implode()))
-        heads = heads.filter(carried)
-    return _with_events(kept, heads, found)
+    return both.filter(~carried).get_column("r_at")
 
 
 def _event_misfits(
@@ -449,19 +475,9 @@ def _event_misfits(
     return found.sort("r_at", *id_order("record_id")), misfits
 
 
-def _with_events(kept: pl.DataFrame, heads: pl.DataFrame, found: pl.DataFrame) -> _FastPairs:
-    """The fast pairs with the events of their buckets (`_FastPairs`)."""
-    # A head's position, where the bucket of an event still has one.
-    r_at = heads.get_column("r_at")
-    if heads.is_empty():
-        found = found.clear()
-    at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(heads.height - 1, 0))
-    return _FastPairs(kept, heads, found.with_columns(at=at).filter(pl.col("r_at") == r_at.gather(at)))
-
-
 def _eventful(events: pl.DataFrame) -> pl.DataFrame:
-    """For each pair with events: its head's position `at`, `event_ids`, `event_status` (null
-    if the events leave the status as it is) and how many `events`."""
+    """For each pair with events (with their head's position `at`): `at`, `event_ids`,
+    `event_status` (null if the events leave the status as it is) and how many `events`."""
     kind = pl.col("event_type")
     return (
         events.group_by("at", maintain_order=True)
@@ -481,9 +497,11 @@ def _eventful(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _tallied_outcomes(pairs: _FastPairs) -> tuple[list[pl.DataFrame], _Tally]:
+def _tallied_outcomes(
+    kept: pl.DataFrame, heads: pl.DataFrame, events: pl.DataFrame
+) -> tuple[list[pl.DataFrame], _Tally]:
     """`_outcomes` and their counts."""
-    receipts_out, rows_out, receipts_counted, rows_counted = _outcomes(pairs)
+    receipts_out, rows_out, receipts_counted, rows_counted = _outcomes(kept, heads, events)
     tally = _Tally()
     for status_text, mask, n_receipts in receipts_counted.iter_rows():
         status = Status(status_text)
@@ -496,13 +514,16 @@ def _tallied_outcomes(pairs: _FastPairs) -> tuple[list[pl.DataFrame], _Tally]:
     return [receipts_out, rows_out], tally
 
 
-def _outcomes(pairs: _FastPairs) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _outcomes(
+    kept: pl.DataFrame, heads: pl.DataFrame, events: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, how
     many receipts have each status and divergence mask, and how many rows each status."""
-    kept, heads, events = pairs.kept, pairs.heads, pairs.events
+    # Each event with its head's position.
+    events = events.with_columns(at=heads.get_column("r_at").search_sorted(events.get_column("r_at")))
     eventful = _eventful(events)
     # Computed on the primary rows (those of one sale differ in brand and payment type only).
-    ids_bucket = pl.col("r_nsu").is_not_null()
+    ids_bucket = pl.col("nsu").is_not_null()  # the receipt's (`_strangers`)
     far = ids_bucket & ((pl.col("r_day") - pl.col("sale_date")).dt.total_days().abs() > 1)
     mask = pl.sum_horizontal(
         (pl.col("r_amount_cents") != pl.col("sale_amount_cents")).cast(pl.UInt8)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation import synth
+from reconciliation import matcher_columnar, synth
 from reconciliation.frames import RECEIPT_SCHEMA, receipts_frame, result_frame, statement_frame
 from reconciliation.matcher import reconcile
 from reconciliation.matcher_columnar import _business_day, _plain_sales, _rows_by_receipt, reconcile_frames
@@ -278,6 +278,19 @@ def test_events_that_are_not_plainly_their_sales_go_to_the_residue() -> None:
     expected, _ = both_matchers(receipts, rows, as_of=AS_OF)
     assert fast_path_events(receipts, rows, AS_OF) == {"901"}
     assert expected.statement["2009"].status is Status.DUPLICATE  # the lower id is kept
+
+
+def test_buckets_whose_hashes_collide_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every record hashed to one bucket: the receipt meets rows of another sale, which the
+    # identifiers themselves tell apart (the Python matcher leaves both unpaired).
+    keyed = matcher_columnar._keyed
+    monkeypatch.setattr(
+        matcher_columnar, "_keyed", lambda *a, **k: keyed(*a, **k).with_columns(h=pl.lit(0, pl.UInt64))
+    )
+    r = receipt("1", nsu="111", auth="A1")
+    rows = sale_rows(100, nsu="222", auth="B2", installments=2)
+    expected, got = both_matchers([r], rows, as_of=AS_OF)
+    assert got.pairs == expected.pairs == 0
 
 
 def test_an_event_with_two_candidate_sales_is_left_to_reconcile() -> None:
