@@ -357,7 +357,7 @@ def _rows_by_receipt(
     # often by installment number already. The order is checked, not trusted; that of equal
     # numbers does not matter (such a run is no plain sale).
     joined = keyed_rows.join(singles, on="h", how="inner", maintain_order="right")
-    events = joined.filter(~pl.col("sale")).select("r_at", "s_at")
+    events = joined.select("r_at", "s_at", "sale").filter(~pl.col("sale")).drop("sale")
     joined = joined.filter("sale")
     r_at, number = pl.col("r_at"), pl.col("number")
     in_order = (r_at > r_at.shift(1)) | ((r_at == r_at.shift(1)) & (number >= number.shift(1)))
@@ -436,7 +436,7 @@ def _strangers(paired: pl.DataFrame, receipts: pl.DataFrame) -> pl.Series:
     """The buckets (`r_at`) whose receipt does not carry the raw identifiers of the first row (a
     hash collision, or other leading zeros or letter case: the residue's)."""
     first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
-    heads = paired.filter(first).select("r_at", *_IDENTIFIER_COLUMNS)
+    heads = paired.select("r_at", *_IDENTIFIER_COLUMNS).filter(first)
     both = pl.concat([heads, _receipt_columns(receipts, _IDENTIFIER_COLUMNS, heads)], how="horizontal")
     carried = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"r_{c}")) for c in _IDENTIFIER_COLUMNS)
     return both.filter(~carried).get_column("r_at")
@@ -586,8 +586,10 @@ def _outcomes(
         pl.lit(Kind.STATEMENT.value, KIND).alias("kind"), *RESULT_COLUMNS[1:]
     )
     # A receipt's counterparts: its one row, or its rows, then its events (each in place).
-    several = kept.filter(~(pl.col("first") & pl.col("last"))).select(
-        pl.col("r_at").set_sorted(), "record_id"
+    several = (
+        kept.select(pl.col("r_at").set_sorted(), "record_id", "first", "last")
+        .filter(~(pl.col("first") & pl.col("last")))
+        .drop("first", "last")
     )
     joined_ids = several.group_by("r_at", maintain_order=True).agg("record_id").get_column("record_id")
     ids = primaries.get_column("record_id").scatter(

@@ -196,8 +196,8 @@ def residue_outcomes(
     found = _bucket_pairs(work, recs, sales)
     found_all = [found]
     # The general path: rules (b) and (c) in turn over the records dated up to `as_of` still free.
-    free_r = recs.filter(pl.col("r_day") <= as_of).select(_FREE_RECEIPT)
-    free_s = sales.filter(pl.col("day") <= as_of).select(_FREE_SALE)
+    free_r = recs.select(_FREE_RECEIPT).filter(pl.col("r_day") <= as_of)
+    free_s = sales.select(_FREE_SALE).filter(pl.col("day") <= as_of)
     for step in (_rule_b_nsu, _rule_b_auth, _rule_c_txid, _rule_c_time):
         if not found.is_empty():
             free_r = free_r.filter(~pl.col("ri").is_in(found.get_column("ri").implode()))
@@ -298,12 +298,12 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     # events in id order.
     # (Only the columns read from here on: sorting moves every column.)
     columns = ("sid", "group", "record_id", "event_type", "installment_number", *_PRIMARY)
-    sale_rows = grouped.filter(is_sale).select(columns).sort("sid", "installment_number")
+    sale_rows = grouped.select(columns).filter(is_sale).sort("sid", "installment_number")
     same = (pl.col("sid") == pl.col("sid").shift(1)) & (
         pl.col("installment_number") == pl.col("installment_number").shift(1)
     )
     work.flag(sale_rows, same)
-    events = grouped.filter(pl.col("is_event")).select(columns).sort("sid", *id_order("record_id"))
+    events = grouped.select(columns).filter(~is_sale).sort("sid", *id_order("record_id"))
     # Ids gathered in lists, then joined: much faster than `str.join` as an aggregation.
     with_rows = (
         sale_rows.group_by("sid", maintain_order=True)
