@@ -127,7 +127,7 @@ def reconcile_frames(
     sale_rows, events = _rows_by_receipt(receipts, statement_rows, as_of, zone)
     pairs = _plain_sales(sale_rows, events, receipts, statement_rows, as_of)
     # The fast pairs' outcomes, the residue's receipts and its rows share nothing: threads
-    # (polars works without the GIL), the receipts first on the fast pairs' one.
+    # (polars works without the GIL), the residue's receipts first on the fast pairs' one.
     prepared: Future[tuple[pl.DataFrame, ReceiptSide | None]] = Future()
     with ThreadPoolExecutor(max_workers=2) as pool:
         fast = pool.submit(_fast_side, pairs, receipts, statement_rows, zone, prepared)
@@ -417,10 +417,10 @@ def _plain_sales(
         "keep"
     )
     # The events of the buckets still paired.
-    r_at = kept.get_column("r_at")
-    at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(kept.height - 1, 0))
     if kept.is_empty():
         found = found.clear()
+    r_at = kept.get_column("r_at")
+    at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(kept.height - 1, 0))
     return _FastPairs(kept, marked, found.filter(pl.col("r_at") == r_at.gather(at)))
 
 

@@ -280,6 +280,16 @@ def test_events_that_are_not_plainly_their_sales_go_to_the_residue() -> None:
     assert expected.statement["2009"].status is Status.DUPLICATE  # the lower id is kept
 
 
+def test_events_of_a_sale_dated_after_as_of_wait_with_it() -> None:
+    # The only bucket is no pair (its sale is dated after `as_of`), though its event fits.
+    r = receipt("1", when="2024-03-14 10:00:00")
+    rows = sale_rows(100, when="2024-03-20 10:00:00")
+    rows.append(event(rows[0], "200", EventType.CANCELLATION))
+    expected, got = both_matchers([r], rows, as_of=AS_OF)
+    assert got.pairs == expected.pairs == 0
+    assert expected.statement["200"].status is Status.PENDING
+
+
 def test_buckets_whose_hashes_collide_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every record hashed to one bucket: the receipt meets rows of another sale, which the
     # identifiers themselves tell apart (the Python matcher leaves both unpaired).
