@@ -54,7 +54,14 @@ from reconciliation.frames import (
     statement_records,
 )
 from reconciliation.matcher import RULE_A, RULE_A_DATE, RULE_C_TXID, id_sort_key, reconcile
-from reconciliation.matcher_residue import ReceiptSide, Residue, id_order, receipt_side, residue_outcomes
+from reconciliation.matcher_residue import (
+    BASE_COLUMNS,
+    ReceiptSide,
+    Residue,
+    id_order,
+    receipt_side,
+    residue_outcomes,
+)
 from reconciliation.records import Divergence, EventType, Kind, Status, business_tz
 from reconciliation.window import DEFAULT_LOOKBACK_DAYS, window_start
 
@@ -76,18 +83,8 @@ _PRIMARY_COLUMNS = ("brand", "payment_type")
 _IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid")
 # Columns the rows of a fast pair share: the identifiers and the other plain-sale columns.
 _SHARED_COLUMNS = (*_IDENTIFIER_COLUMNS, "sale_amount_cents", "sale_date", "installments", "acquirer")
-# `matcher._base_key` of a row with identifiers: a sale's events share it with its rows.
-_BASE_COLUMNS = (
-    "establishment_code",
-    "acquirer",
-    "sale_date",
-    "nsu",
-    "authorization_code",
-    "installments",
-    "txid",
-)
 # Columns of the events of a fast pair's bucket it reads.
-_EVENT_COLUMNS = ("record_id", "event_type", "installment_number", *_BASE_COLUMNS)
+_EVENT_COLUMNS = ("record_id", "event_type", "installment_number", *BASE_COLUMNS)
 # Columns of a fast pair's receipt its outcome reads (beside the identifiers).
 _RECEIPT_COLUMNS = ("sale_id", "amount_cents", "installments", "brand", "payment_type")
 
@@ -458,11 +455,11 @@ def _event_misfits(
     found = pl.concat([events, rows.select(_EVENT_COLUMNS)[events.get_column("s_at")]], how="horizontal")
     # The first sale row of the event's bucket (of another bucket if it has none: no pair then).
     run_start = paired.get_column("r_at").search_sorted(events.get_column("r_at"))
-    sale = paired.select(_BASE_COLUMNS)[run_start.clip(0, max(paired.height - 1, 0))]
+    sale = paired.select(BASE_COLUMNS)[run_start.clip(0, max(paired.height - 1, 0))]
     found = pl.concat([found, sale.rename(lambda c: f"s_{c}")], how="horizontal")
     record_id = pl.col("record_id")
     fits = (
-        pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"s_{c}")) for c in _BASE_COLUMNS)
+        pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"s_{c}")) for c in BASE_COLUMNS)
         & pl.col("nsu").is_not_null()  # a rule (a) bucket (a txid bucket with events is not)
         & (record_id.str.len_bytes() == record_id.str.len_chars())  # `id_order` reads ASCII
         & (pl.len().over("r_at", "event_type", "installment_number") == 1)

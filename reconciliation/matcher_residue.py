@@ -59,8 +59,8 @@ _ROW_CONTENT = ROW_CONTENT_FIELDS
 # Numbers copies share: hashed together they find the candidates, which the content decides.
 _RECEIPT_QUICK = ("wall", "amount_cents")
 _ROW_QUICK = ("sale_date", "sale_time", "installment_number", "gross_amount_cents")
-# `matcher._base_key`: a sale's rows and its events share it.
-_BASE = (
+# `matcher._base_key`: a sale's rows and its events share it (the time only without identifiers).
+BASE_COLUMNS = (
     "establishment_code",
     "acquirer",
     "sale_date",
@@ -68,8 +68,8 @@ _BASE = (
     "authorization_code",
     "installments",
     "txid",
-    "time_if_no_ids",
 )
+_BASE = (*BASE_COLUMNS, "time_if_no_ids")
 # The columns of a sale's primary row its outcome reads.
 _PRIMARY = (
     "establishment_code",
