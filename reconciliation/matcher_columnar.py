@@ -22,9 +22,9 @@ fast path pairs never reaches its general path: `try_pair` succeeds, emits the p
 nothing on (no duplicate can hide in it, no other record competes for its members, nothing is
 left); with events, `bucket` finds one candidate on each side and emits that pair. Every other
 bucket is in the residue whole, with its duplicates, events and rule (a) candidates, and so is
-every record outside buckets: `reconcile()` on the residue does exactly the
-work the full run does on those records, because the full run's general path sees the same
-records and `reconcile()` does not depend on the order of its input. Pairing, grouping and
+every record outside buckets: `reconcile()` on the residue does exactly the work the full run
+does on those records, because the full run's general path sees the same records and
+`reconcile()` does not depend on the order of its input. Pairing, grouping and
 duplicates never cross establishments, so the residue may be split by establishment. Counts add up.
 """
 
@@ -58,6 +58,8 @@ from reconciliation.matcher_residue import (
     BASE_COLUMNS,
     ReceiptSide,
     Residue,
+    event_status,
+    events_by,
     id_order,
     receipt_side,
     residue_outcomes,
@@ -85,6 +87,9 @@ _IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid"
 _SHARED_COLUMNS = (*_IDENTIFIER_COLUMNS, "sale_amount_cents", "sale_date", "installments", "acquirer")
 # Columns of the events of a fast pair's bucket it reads.
 _EVENT_COLUMNS = ("record_id", "event_type", "installment_number", *BASE_COLUMNS)
+# The first and the last row of each receipt's run of rows (rows ordered by receipt `r_at`).
+_FIRST_OF_RUN = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
+_LAST_OF_RUN = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
 # Columns of a fast pair's receipt its outcome reads (beside the identifiers).
 _RECEIPT_COLUMNS = ("sale_id", "amount_cents", "installments", "brand", "payment_type")
 
@@ -393,8 +398,7 @@ def _plain_sales(
     def same_as_before(column: str) -> pl.Expr:
         return pl.col(column).eq_missing(pl.col(column).shift(1))
 
-    first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
-    last = (pl.col("r_at") != pl.col("r_at").shift(-1)).fill_null(True)
+    first, last = _FIRST_OF_RUN, _LAST_OF_RUN
     # The sale rows of a bucket are one plain sale: dated up to `as_of`, one per installment
     # number, sharing every plain-sale column and (stricter than the bucket, never looser) the
     # raw identifiers, which the receipt must carry too (`_strangers`).
@@ -432,8 +436,7 @@ def _misfits_and_strangers(
 def _strangers(paired: pl.DataFrame, receipts: pl.DataFrame) -> pl.Series:
     """The buckets (`r_at`) whose receipt does not carry the raw identifiers of the first row (a
     hash collision, or other leading zeros or letter case: the residue's)."""
-    first = (pl.col("r_at") != pl.col("r_at").shift(1)).fill_null(True)
-    heads = paired.select("r_at", *_IDENTIFIER_COLUMNS).filter(first)
+    heads = paired.select("r_at", *_IDENTIFIER_COLUMNS).filter(_FIRST_OF_RUN)
     both = pl.concat([heads, _receipt_columns(receipts, _IDENTIFIER_COLUMNS, heads)], how="horizontal")
     carried = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"r_{c}")) for c in _IDENTIFIER_COLUMNS)
     return both.filter(~carried).get_column("r_at")
@@ -475,23 +478,8 @@ def _event_misfits(
 def _eventful(events: pl.DataFrame) -> pl.DataFrame:
     """For each pair with events (with their head's position `at`): `at`, `event_ids`,
     `event_status` (null if the events leave the status as it is) and how many `events`."""
-    kind = pl.col("event_type")
-    return (
-        events.group_by("at", maintain_order=True)
-        .agg(
-            event_ids="record_id",
-            event_status=pl.when((kind == EventType.CANCELLATION.value).any())
-            .then(pl.lit(Status.CANCELLED.value, STATUS))
-            .when(
-                (kind == EventType.CHARGEBACK.value).sum()
-                > (kind == EventType.CHARGEBACK_REVERSAL.value).sum()
-            )
-            .then(pl.lit(Status.CHARGEBACK.value, STATUS))
-            .otherwise(pl.lit(None, STATUS)),
-            events=pl.len(),
-        )
-        .with_columns(pl.col("event_ids").list.join("|"))
-    )
+    by_pair = events_by(events, "at")
+    return by_pair.select("at", "event_ids", "events", event_status=event_status(pl.lit(None, STATUS)))
 
 
 def _tallied_outcomes(
@@ -551,16 +539,17 @@ def _outcomes(
     if not eventful.is_empty():
         # A cancellation or an open chargeback is the status; divergences only for a divergent pair.
         at = eventful.get_column("at")
-        changed = eventful.get_column("event_status")
-        kept_status = changed.is_null()
+        changed = pl.col("event_status")
+        after = pl.concat(
+            [primaries.select("status", "mask")[at], eventful.select(changed)], how="horizontal"
+        )
+        after = after.select(
+            status=pl.coalesce(changed, "status"),
+            mask=pl.when(changed.is_null()).then("mask").otherwise(pl.lit(0, primaries.schema["mask"])),
+        )
         primaries = primaries.with_columns(
-            status=primaries.get_column("status").scatter(
-                at, changed.fill_null(primaries.get_column("status").gather(at))
-            ),
-            mask=primaries.get_column("mask").scatter(
-                at,
-                primaries.get_column("mask").gather(at).zip_with(kept_status, pl.Series([0], dtype=pl.UInt8)),
-            ),
+            status=primaries.get_column("status").scatter(at, after.get_column("status")),
+            mask=primaries.get_column("mask").scatter(at, after.get_column("mask")),
         )
     primaries = primaries.with_columns(divergences=divergences(pl.col("mask")))
     outcome = primaries.select("status", "divergences", pl.col("id").alias("counterpart_ids"), "rule")

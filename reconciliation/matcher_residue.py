@@ -304,22 +304,13 @@ def _sales(work: _Work, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     )
     work.flag(sale_rows, same)
     events = grouped.select(columns).filter(~is_sale).sort("sid", *id_order("record_id"))
-    # Ids gathered in lists, then joined: much faster than `str.join` as an aggregation.
+    # Ids gathered in lists, then joined (as `events_by` does).
     with_rows = (
         sale_rows.group_by("sid", maintain_order=True)
         .agg(row_ids="record_id")
         .with_columns(pl.col("row_ids").list.join("|"))
     )
-    with_events = (
-        events.group_by("sid", maintain_order=True)
-        .agg(
-            event_ids="record_id",
-            cancellations=(pl.col("event_type") == EventType.CANCELLATION.value).sum(),
-            chargebacks=(pl.col("event_type") == EventType.CHARGEBACK.value).sum(),
-            reversals=(pl.col("event_type") == EventType.CHARGEBACK_REVERSAL.value).sum(),
-        )
-        .with_columns(pl.col("event_ids").list.join("|"))
-    )
+    with_events = events_by(events, "sid").drop("events")
     # The primary row: the lowest installment number; of an orphan's events, then the lowest id.
     primary = pl.concat(
         [
@@ -477,8 +468,26 @@ def _status(status: Status) -> pl.Expr:
     return pl.lit(status.value, STATUS)
 
 
-def _event_status(status: pl.Expr) -> pl.Expr:
-    """`matcher._event_status` for a sale with events."""
+def events_by(events: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Per `key` (events sorted by it, then by id): the `|`-joined `event_ids` and how many
+    `cancellations`, `chargebacks`, `reversals` and `events` in all."""
+    kind = pl.col("event_type")
+    return (
+        events.group_by(key, maintain_order=True)
+        .agg(
+            # Ids gathered in lists, then joined: much faster than `str.join` as an aggregation.
+            event_ids="record_id",
+            cancellations=(kind == EventType.CANCELLATION.value).sum(),
+            chargebacks=(kind == EventType.CHARGEBACK.value).sum(),
+            reversals=(kind == EventType.CHARGEBACK_REVERSAL.value).sum(),
+            events=pl.len(),
+        )
+        .with_columns(pl.col("event_ids").list.join("|"))
+    )
+
+
+def event_status(status: pl.Expr) -> pl.Expr:
+    """`matcher._event_status` for a sale with events (`events_by`'s counts)."""
     return (
         pl.when(pl.col("cancellations") > 0)
         .then(_status(Status.CANCELLED))
@@ -546,7 +555,7 @@ def _emit(
     status = pl.when(pl.col("mask") == 0).then(_status(Status.MATCHED)).otherwise(_status(Status.DIVERGENT))
     paired = (
         paired.with_columns(mask=mask)
-        .with_columns(status=pl.when(pl.col("has_events")).then(_event_status(status)).otherwise(status))
+        .with_columns(status=pl.when(pl.col("has_events")).then(event_status(status)).otherwise(status))
         .with_columns(
             divergences=divergences(
                 pl.when(pl.col("status") == Status.DIVERGENT.value).then(pl.col("mask")).otherwise(0)
@@ -596,7 +605,7 @@ def _emit(
     unpaired_sales = sale_state.join(pairs, on="sid", how="anti").select(
         "sid",
         status=pl.when((pl.col("day") <= work.as_of) & pl.col("has_events"))
-        .then(_event_status(window))
+        .then(event_status(window))
         .otherwise(window),
         divergences=none,
         counterpart_ids=empty,
