@@ -485,25 +485,30 @@ def _eventful(events: pl.DataFrame) -> pl.DataFrame:
 def _tallied_outcomes(
     kept: pl.DataFrame, heads: pl.DataFrame, events: pl.DataFrame
 ) -> tuple[list[pl.DataFrame], _Tally]:
-    """`_outcomes` and their counts."""
-    receipts_out, rows_out, receipts_counted, rows_counted = _outcomes(kept, heads, events)
+    """`_outcomes` and their counts (sums of flags: far cheaper than grouping)."""
+    receipts_out, rows_out, masks = _outcomes(kept, heads, events)
+    status, mask = pl.col("status"), pl.col("mask")
+    by_status = [(status == s.value).sum().alias(s.value) for s in Status]
+    by_divergence = [((mask & bit) != 0).sum().alias(d.value) for d, bit in DIVERGENCE_BIT.items()]
+    receipt_counts, row_counts = pl.collect_all(
+        [masks.lazy().select(*by_status, *by_divergence), rows_out.lazy().select(*by_status)],
+        engine=IN_MEMORY,
+    )
     tally = _Tally()
-    for status_text, mask, n_receipts in receipts_counted.iter_rows():
-        status = Status(status_text)
-        tally.receipts[status] += n_receipts
-        tally.pairs += n_receipts
-        for divergence, bit in DIVERGENCE_BIT.items():
-            tally.divergences[divergence] += n_receipts if mask & bit else 0
-    for status_text, n_rows in rows_counted.iter_rows():
-        tally.statement[Status(status_text)] += n_rows
+    tally.pairs = receipts_out.height
+    for status_value in Status:
+        tally.receipts[status_value] += receipt_counts.item(0, status_value.value)
+        tally.statement[status_value] += row_counts.item(0, status_value.value)
+    for divergence in Divergence:
+        tally.divergences[divergence] += receipt_counts.item(0, divergence.value)
     return [receipts_out, rows_out], tally
 
 
 def _outcomes(
     kept: pl.DataFrame, heads: pl.DataFrame, events: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, how
-    many receipts have each status and divergence mask, and how many rows each status."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The outcomes of the fast pairs' receipts and rows, as `_Run.emit_pair` computes them, and
+    each receipt's status and divergence mask."""
     # Each event with its head's position.
     events = events.with_columns(at=heads.get_column("r_at").search_sorted(events.get_column("r_at")))
     eventful = _eventful(events)
@@ -586,8 +591,7 @@ def _outcomes(
     receipts_out = primaries.select(
         pl.lit(Kind.SALE.value, KIND).alias("kind"), *RESULT_COLUMNS[1:5], counterpart_ids=ids, rule="rule"
     )
-    counted = primaries.group_by("status", "mask").agg(pl.len().cast(pl.Int64))
-    return receipts_out, rows_out, counted, rows_out.get_column("status").value_counts()
+    return receipts_out, rows_out, primaries.select("status", "mask")
 
 
 def _business_day(receipts: pl.DataFrame, zone: tzinfo) -> pl.Expr:
