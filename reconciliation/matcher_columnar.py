@@ -79,7 +79,21 @@ _ROW_COLUMNS = (
     "installments",
     "acquirer",
 )
-# Columns of a fast pair's primary row its outcome reads (beside `_ROW_COLUMNS`).
+# Columns of the fast pairs' rows, and of their first rows, read once they are picked.
+_KEPT_COLUMNS = ("r_at", "s_at", "record_id", "establishment_code", "first", "last")
+_HEAD_COLUMNS = (
+    "r_at",
+    "s_at",
+    "r_day",
+    "record_id",
+    "establishment_code",
+    "nsu",
+    "sale_amount_cents",
+    "sale_date",
+    "installments",
+    "last",
+)
+# Columns of a fast pair's primary row its outcome reads (beside `_HEAD_COLUMNS`).
 _PRIMARY_COLUMNS = ("brand", "payment_type")
 # Raw identifiers the receipt and the rows of a fast pair must all carry.
 _IDENTIFIER_COLUMNS = ("establishment_code", "nsu", "authorization_code", "txid")
@@ -128,6 +142,7 @@ def reconcile_frames(
         raise ValueError("sale_datetime deve ter fuso horário")
     sale_rows, events = _rows_by_receipt(receipts, statement_rows, as_of, zone)
     pairs = _plain_sales(sale_rows, events, receipts, statement_rows, as_of)
+    del sale_rows, events  # their memory is reused at once
     # The fast pairs' outcomes, the residue's receipts and its rows share nothing: threads
     # (polars works without the GIL), the residue's receipts first on the fast pairs' one.
     prepared: Future[tuple[pl.DataFrame, ReceiptSide | None]] = Future()
@@ -236,7 +251,7 @@ def _fast_side(
     residue awaits), then the fast pairs' outcomes and their counts, once no id is repeated
     (`_check_ids`: the pairs do not depend on the ids, and the check is cheaper here)."""
     try:
-        heads = pairs.heads()
+        heads = pairs.heads
         prepared.set_result(_receipts_left(receipts, heads, zone))
     except BaseException as error:
         prepared.set_exception(error)
@@ -373,20 +388,16 @@ def _rows_by_receipt(
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FastPairs:
     """The fast pairs: their sale rows `kept` (by receipt, flags `first` and `last` of each run),
-    the rows they were picked from, `marked` (`keep`), and their events (`r_at`, `s_at`,
-    `record_id`, `establishment_code`, `event_type`; by pair then id)."""
+    their `heads` (one per pair: its first row, whose identifiers its receipt carries) and their
+    events (`r_at`, `s_at`, `record_id`, `establishment_code`, `event_type`; by pair then id)."""
 
     kept: pl.DataFrame
-    marked: pl.DataFrame
+    heads: pl.DataFrame
     events: pl.DataFrame
 
     def taken(self) -> pl.Series:
         """Positions of every retorno row the fast pairs hold."""
         return self.kept.get_column("s_at").append(self.events.get_column("s_at"))
-
-    def heads(self) -> pl.DataFrame:
-        """One row per pair: its first row (whose identifiers its receipt carries)."""
-        return self.marked.filter(pl.col("first") & pl.col("keep")).drop("first", "keep", "acquirer")
 
 
 def _plain_sales(
@@ -414,15 +425,21 @@ def _plain_sales(
         found, unfit = looked_at.result()
     if not unfit.is_empty():
         marked = marked.with_columns(keep=pl.col("keep") & ~pl.col("r_at").is_in(unfit.implode()))
-    kept = marked.select("r_at", "s_at", "record_id", "establishment_code", "first", "last", "keep").filter(
-        "keep"
+    # (Only the columns read later are picked: filtering moves every column.)
+    keep, head = pl.col("keep"), pl.col("first") & pl.col("keep")
+    kept, heads = pl.collect_all(
+        [
+            marked.lazy().select(*_KEPT_COLUMNS, "keep").filter(keep).drop("keep"),
+            marked.lazy().select(*_HEAD_COLUMNS, head=head).filter("head").drop("head"),
+        ],
+        engine=IN_MEMORY,
     )
     # The events of the buckets still paired.
     if kept.is_empty():
         found = found.clear()
     r_at = kept.get_column("r_at")
     at = r_at.search_sorted(found.get_column("r_at")).clip(0, max(kept.height - 1, 0))
-    return _FastPairs(kept, marked, found.filter(pl.col("r_at") == r_at.gather(at)))
+    return _FastPairs(kept, heads, found.filter(pl.col("r_at") == r_at.gather(at)))
 
 
 def _misfits_and_strangers(
