@@ -346,11 +346,7 @@ def _rows_by_receipt(
 
     def keyed(strip: tuple[bool, bool]) -> list[pl.LazyFrame]:
         return [
-            _keyed(receipts, strip, r_day=day)
-            .filter(pl.col("h").is_unique())
-            .select("h", "r_day", r_at="at")
-            .filter(pl.col("r_day") <= as_of)
-            .sort("r_at"),
+            _keyed(receipts, strip, r_day=day).select("h", "r_day", r_at="at").sort("r_at"),
             _keyed(
                 rows,
                 strip,
@@ -370,6 +366,11 @@ def _rows_by_receipt(
     )
     if any(strip):
         singles, keyed_rows = pl.collect_all(keyed(strip), engine=IN_MEMORY)
+    # The receipts alone in their bucket, dated up to `as_of`. Repeated hashes are found sorted:
+    # `is_unique` builds a hash table, slower and many times larger.
+    hashes = singles.get_column("h").sort()
+    repeated = hashes.filter(hashes == hashes.shift(1)).implode()
+    singles = singles.filter(~pl.col("h").is_in(repeated) & (pl.col("r_day") <= as_of))
     # In the order of `singles` (by receipt); a receipt's rows as the retorno lists them, most
     # often by installment number already. The order is checked, not trusted; that of equal
     # numbers does not matter (such a run is no plain sale).
