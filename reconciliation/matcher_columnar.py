@@ -142,7 +142,7 @@ def reconcile_frames(
         raise ValueError("sale_datetime deve ter fuso horário")
     sale_rows, events = _rows_by_receipt(receipts, statement_rows, as_of, zone)
     pairs = _plain_sales(sale_rows, events, receipts, statement_rows, as_of)
-    del sale_rows, events  # their memory is reused at once
+    del sale_rows, events  # released now: what follows reuses their memory, not fresh pages
     # The fast pairs' outcomes, the residue's receipts and its rows share nothing: threads
     # (polars works without the GIL), the residue's receipts first on the fast pairs' one.
     prepared: Future[tuple[pl.DataFrame, ReceiptSide | None]] = Future()
@@ -357,7 +357,7 @@ def _rows_by_receipt(
 
     # Keyed as if no identifier had leading zeros (the common case), beside the check; again,
     # stripping them, if some have.
-    singles, keyed_rows, *zeros = pl.collect_all(
+    keyed_receipts, keyed_rows, *zeros = pl.collect_all(
         [*keyed((False, False)), _leading_zeros(receipts), _leading_zeros(rows)], engine=IN_MEMORY
     )
     strip = (
@@ -365,12 +365,12 @@ def _rows_by_receipt(
         any(found.item(0, "authorization_code") for found in zeros),
     )
     if any(strip):
-        singles, keyed_rows = pl.collect_all(keyed(strip), engine=IN_MEMORY)
+        keyed_receipts, keyed_rows = pl.collect_all(keyed(strip), engine=IN_MEMORY)
     # The receipts alone in their bucket, dated up to `as_of`. Repeated hashes are found sorted:
     # `is_unique` builds a hash table, slower and many times larger.
-    hashes = singles.get_column("h").sort()
+    hashes = keyed_receipts.get_column("h").sort()
     repeated = hashes.filter(hashes == hashes.shift(1)).implode()
-    singles = singles.filter(~pl.col("h").is_in(repeated) & (pl.col("r_day") <= as_of))
+    singles = keyed_receipts.filter(~pl.col("h").is_in(repeated) & (pl.col("r_day") <= as_of))
     # In the order of `singles` (by receipt); a receipt's rows as the retorno lists them, most
     # often by installment number already. The order is checked, not trusted; that of equal
     # numbers does not matter (such a run is no plain sale).
