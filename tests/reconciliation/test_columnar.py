@@ -290,6 +290,19 @@ def test_events_of_a_sale_dated_after_as_of_wait_with_it() -> None:
     assert expected.statement["200"].status is Status.PENDING
 
 
+def test_a_bucket_with_two_receipts_is_no_fast_pair_even_when_one_is_dated_later() -> None:
+    # The second receipt is dated after `as_of`, yet it shares the bucket: the fast path must
+    # leave the bucket whole to the residue, which gives the Python matcher's result.
+    early = receipt("1", when="2024-03-14 10:00:00")
+    late = receipt("2", when="2024-03-20 10:00:00")
+    rows = sale_rows(100)
+    joined, events = _rows_by_receipt(receipts_frame([early, late]), statement_frame(rows), AS_OF, TZ)
+    assert joined.is_empty() and events.is_empty()
+    alone, _ = _rows_by_receipt(receipts_frame([early]), statement_frame(rows), AS_OF, TZ)
+    assert alone.height == 1
+    both_matchers([early, late], rows, as_of=AS_OF)
+
+
 def test_buckets_whose_hashes_collide_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every record hashed to one bucket: the receipt meets rows of another sale, which the
     # identifiers themselves tell apart (the Python matcher leaves both unpaired).
